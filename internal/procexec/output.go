@@ -3,6 +3,8 @@ package procexec
 import (
 	"os"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/stacyvm/stacyvm/internal/provider"
 )
@@ -15,6 +17,13 @@ type output struct {
 	max       int64               // cap per stream; 0 for none
 	sent      map[provider.Stream]int64
 	truncated bool
+
+	// draining is set once the tree was killed: from then on every read
+	// gets a deadline of drainIdle, so an idle pipe ends the read loop.
+	draining atomic.Bool
+
+	// stopped ends the read loops at the next read, after drainLimit.
+	stopped atomic.Bool
 }
 
 func newOutput(out provider.OutputFunc, max int64) *output {
@@ -55,6 +64,12 @@ func (o *output) isTruncated() bool {
 func (o *output) copyFrom(stream provider.Stream, r *os.File) {
 	buf := make([]byte, readChunk)
 	for {
+		if o.stopped.Load() {
+			return
+		}
+		if o.draining.Load() {
+			_ = r.SetReadDeadline(time.Now().Add(drainIdle))
+		}
 		n, err := r.Read(buf)
 		if n > 0 {
 			o.write(stream, buf[:n])

@@ -196,8 +196,14 @@ func (p *process) finish(killed bool) error {
 	killTree(p.cmd.Process.Pid, p.cookie)
 
 	// What the killed processes wrote is still in the pipes: read it up to
-	// end of file unless a process outside the tree keeps a pipe open.
+	// end of file. A read that finds the pipe idle for drainIdle ends early,
+	// which only happens when a process outside the tree keeps it open.
+	p.output.draining.Store(true)
+	deadline := time.Now().Add(drainIdle)
+	_ = p.stdout.SetReadDeadline(deadline)
+	_ = p.stderr.SetReadDeadline(deadline)
 	if !p.awaitOutput(drainLimit) {
+		p.output.stopped.Store(true)
 		_ = p.stdout.SetReadDeadline(time.Now())
 		_ = p.stderr.SetReadDeadline(time.Now())
 		<-p.readersDone

@@ -43,9 +43,15 @@ const (
 // When it expires Run kills the rest of the tree.
 const OutputGrace = 200 * time.Millisecond
 
-// drainLimit bounds the wait for end of output after the tree was killed. It
-// only matters when a process outside the tree holds a pipe open.
-const drainLimit = 500 * time.Millisecond
+// drainIdle bounds how long a read may wait for data once the tree was
+// killed. Only time blocked on an empty pipe counts, never time spent in the
+// OutputFunc, so a slow consumer still receives everything the tree wrote.
+// It matters only when a process outside the tree holds a pipe open.
+const drainIdle = 500 * time.Millisecond
+
+// drainLimit bounds the whole drain after the tree was killed, for a
+// process outside the tree that keeps writing into an inherited pipe.
+const drainLimit = 10 * time.Second
 
 // readChunk is the size of one read from stdout or stderr; each read is
 // delivered as soon as it returns.

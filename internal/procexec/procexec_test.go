@@ -488,3 +488,29 @@ func TestRunConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A consumer slower than the drain limits must still receive every byte
+// that a command wrote before it exited.
+func TestRunSlowConsumerGetsAllOutput(t *testing.T) {
+	t.Parallel()
+	const size = 2 << 20
+	var got int64
+	slow := func(_ provider.Stream, p []byte) {
+		got += int64(len(p))
+		time.Sleep(40 * time.Millisecond)
+	}
+	c := Command{Argv: sh(fmt.Sprintf("head -c %d /dev/zero", size)), Env: testEnv}
+	res, err := Run(t.Context(), c, slow)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if res.ExitCode != 0 {
+		t.Errorf("exit code: got %d, want 0", res.ExitCode)
+	}
+	if got != size {
+		t.Errorf("bytes delivered: got %d, want %d", got, size)
+	}
+	if res.Truncated {
+		t.Error("result is marked truncated, want all output delivered")
+	}
+}

@@ -103,7 +103,8 @@ func (a *app) newRootCommand() *cobra.Command {
 
 	root.AddCommand(
 		a.newServeCommand(),
-		a.newSpawnCommand(),
+		a.newProviderServerCommand(),
+		a.withTemplateFlag(a.newSpawnCommand()),
 		a.newListCommand(),
 		a.newExecCommand(),
 		a.newKillCommand(),
@@ -111,6 +112,11 @@ func (a *app) newRootCommand() *cobra.Command {
 		a.newLogsCommand(),
 		a.newExtendCommand(),
 		a.newFilesCommand(),
+		a.newTemplatesCommand(),
+		a.newImageCommand(),
+		a.newProvidersCommand(),
+		a.newConfigCommand(),
+		a.newDoctorCommand(),
 		a.newVersionCommand(),
 	)
 	return root

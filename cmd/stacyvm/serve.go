@@ -17,6 +17,7 @@ import (
 
 	"github.com/stacyvm/stacyvm/internal/api"
 	"github.com/stacyvm/stacyvm/internal/config"
+	"github.com/stacyvm/stacyvm/internal/image"
 	"github.com/stacyvm/stacyvm/internal/orchestrator"
 	"github.com/stacyvm/stacyvm/internal/store/sqlite"
 	"github.com/stacyvm/stacyvm/internal/version"
@@ -144,6 +145,8 @@ func serve(ctx context.Context, cfg config.Config, stdout, logOut io.Writer) err
 type server struct {
 	log      *slog.Logger
 	store    *sqlite.Store
+	images   *image.Store
+	metrics  *api.Metrics
 	manager  *orchestrator.Manager
 	stopLoop context.CancelFunc
 	http     *http.Server
@@ -154,7 +157,7 @@ type server struct {
 // start opens the store, builds the providers and the manager, and starts
 // the HTTP server. On failure it undoes the steps that succeeded.
 func start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *server, err error) {
-	s := &server{log: log, serveErr: make(chan error, 1)}
+	s := &server{log: log, serveErr: make(chan error, 1), metrics: api.NewMetrics()}
 	defer func() {
 		if err != nil {
 			s.shutdown(cfg.ShutdownTimeout)
@@ -170,7 +173,10 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *server,
 	}
 	log.Info("store opened", "path", dbPath)
 
-	registry, err := newRegistry(ctx, cfg, log)
+	if err := s.openImages(cfg); err != nil {
+		return nil, err
+	}
+	registry, err := newRegistry(ctx, cfg, providerDeps{Images: s.images, Logger: log}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -202,9 +208,9 @@ func prepareDataDir(dir string, log *slog.Logger) error {
 
 // newRegistry registers the providers and checks that a named default
 // provider is among them.
-func newRegistry(ctx context.Context, cfg config.Config, log *slog.Logger) (*orchestrator.Registry, error) {
+func newRegistry(ctx context.Context, cfg config.Config, deps providerDeps, log *slog.Logger) (*orchestrator.Registry, error) {
 	registry := orchestrator.NewRegistry(cfg.DefaultProvider)
-	registerProviders(registry, cfg, log)
+	registerProviders(registry, cfg, deps, log)
 
 	if cfg.DefaultProvider != orchestrator.AutoProvider {
 		if _, ok := registry.Lookup(cfg.DefaultProvider); !ok {
@@ -224,6 +230,19 @@ func newRegistry(ctx context.Context, cfg config.Config, log *slog.Logger) (*orc
 	return registry, nil
 }
 
+// openImages opens the image store at cfg.ImageDir(), creating it when
+// missing.
+func (s *server) openImages(cfg config.Config) error {
+	dir := cfg.ImageDir()
+	images, err := image.Open(dir, s.log, image.WithInsecureRegistries(cfg.Images.InsecureRegistries...))
+	if err != nil {
+		return fmt.Errorf("%w; set another directory with images.dir", err)
+	}
+	s.images = images
+	s.log.Info("image store opened", "path", images.Dir())
+	return nil
+}
+
 // startManager creates the manager and runs its startup reconcile. Its
 // background loops run until shutdown, not until ctx is done, so that they
 // stop after the HTTP server.
@@ -234,6 +253,7 @@ func (s *server) startManager(ctx context.Context, cfg config.Config, registry *
 		Limits:   cfg.Limits,
 		Manager:  cfg.Manager,
 		Logger:   s.log,
+		Metrics:  s.metrics,
 	})
 	if err != nil {
 		return err
@@ -257,6 +277,9 @@ func (s *server) startHTTP(cfg config.Config) error {
 	}
 	s.addr = ln.Addr()
 
+	// Closed when shutdown begins, so that open event streams end instead
+	// of holding the shutdown until its timeout.
+	stopping := make(chan struct{})
 	s.http = &http.Server{
 		Handler: api.New(api.Options{
 			Manager: s.manager,
@@ -265,11 +288,15 @@ func (s *server) startHTTP(cfg config.Config) error {
 			Version: version.Version,
 			CORS:    cfg.CORS,
 			APIKey:  cfg.Auth.APIKey,
+			Images:  s.images,
+			Metrics: s.metrics,
+			Events:  api.EventOptions{Stopping: stopping},
 		}),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	s.http.RegisterOnShutdown(func() { close(stopping) })
 	go func() {
 		if err := s.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			s.serveErr <- err
@@ -304,6 +331,13 @@ func (s *server) shutdown(timeout time.Duration) {
 	}
 	if s.stopLoop != nil {
 		s.stopLoop()
+	}
+
+	if s.images != nil {
+		if err := s.images.Close(); err != nil {
+			s.log.Error("close image store", "error", err)
+		}
+		s.log.Info("image store closed")
 	}
 
 	if s.store != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/stacyvm/stacyvm/internal/image"
 	"github.com/stacyvm/stacyvm/internal/orchestrator"
 	"github.com/stacyvm/stacyvm/internal/provider"
 	"github.com/stacyvm/stacyvm/internal/store"
@@ -109,7 +110,8 @@ func isNotFound(err error) bool {
 		errors.Is(err, provider.ErrSandboxNotFound) ||
 		errors.Is(err, store.ErrNotFound) ||
 		errors.Is(err, provider.ErrProviderNotFound) ||
-		errors.Is(err, provider.ErrPathNotFound)
+		errors.Is(err, provider.ErrPathNotFound) ||
+		errors.Is(err, image.ErrNotFound)
 }
 
 func isConflict(err error) bool {

@@ -33,6 +33,7 @@ type sandboxJSON struct {
 	// Fields added to the v1 shape.
 	Runtime     string `json:"runtime"`
 	Network     bool   `json:"network"`
+	Template    string `json:"template,omitempty"` // template the sandbox was spawned from
 	Error       string `json:"error,omitempty"`
 	UpdatedAt   string `json:"updated_at"`
 	DestroyedAt string `json:"destroyed_at,omitempty"`
@@ -58,6 +59,7 @@ func toSandboxJSON(sb store.Sandbox) sandboxJSON {
 		Metadata:    metadata,
 		Runtime:     sb.Runtime,
 		Network:     sb.Network,
+		Template:    sb.Template,
 		Error:       sb.Error,
 		UpdatedAt:   formatTime(sb.UpdatedAt),
 		DestroyedAt: formatTime(sb.DestroyedAt),

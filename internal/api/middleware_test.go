@@ -242,6 +242,9 @@ func TestGarbageInputNeverInternalError(t *testing.T) {
 		return cmp.Compare(isDestroyRoute(a), isDestroyRoute(b))
 	})
 	for _, rt := range routes {
+		if rt.Pattern == "/api/v1/events" {
+			continue // the stream stays open; TestEventsInvalidQuery covers its input
+		}
 		path := strings.ReplaceAll(rt.Pattern, "{id}", id)
 		for _, q := range queries {
 			check(rt.Method, path+q, "{}")

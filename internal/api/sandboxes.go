@@ -9,7 +9,8 @@ import (
 	"github.com/stacyvm/stacyvm/internal/store"
 )
 
-// spawnRequest is the body of POST /sandboxes.
+// spawnRequest is the body of POST /sandboxes and, without template, of
+// POST /templates/{name}/spawn.
 type spawnRequest struct {
 	Image    string            `json:"image"`
 	Provider string            `json:"provider"`
@@ -20,9 +21,12 @@ type spawnRequest struct {
 	Metadata map[string]string `json:"metadata"`
 
 	// Fields added to the v1 shape.
-	Runtime string            `json:"runtime"`
-	Network bool              `json:"network"`
-	Env     map[string]string `json:"env"`
+	Runtime      string            `json:"runtime"`
+	Network      *bool             `json:"network"` // nil takes the template's, else false
+	Env          map[string]string `json:"env"`
+	Template     string            `json:"template"`
+	Setup        []string          `json:"setup"`
+	SetupTimeout string            `json:"setup_timeout"` // Go duration string
 }
 
 // spawnSandbox creates a sandbox and responds 201 with it once it runs.
@@ -31,37 +35,47 @@ func (s *server) spawnSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
+	spawn, err := req.toManager()
+	if err != nil {
+		return err
+	}
+	return s.spawn(w, r, spawn)
+}
+
+// toManager checks the fields that the HTTP layer parses and converts the
+// request for the manager, which checks the rest.
+func (req spawnRequest) toManager() (orchestrator.SpawnRequest, error) {
 	if req.MemoryMB < 0 {
-		return invalidf("memory_mb must not be negative, got %d; omit it or send 0 for the default", req.MemoryMB)
+		return orchestrator.SpawnRequest{}, invalidf("memory_mb must not be negative, got %d; omit it or send 0 for the default", req.MemoryMB)
 	}
 	if req.VCPUs < 0 {
-		return invalidf("vcpus must not be negative, got %d; omit it or send 0 for the default", req.VCPUs)
+		return orchestrator.SpawnRequest{}, invalidf("vcpus must not be negative, got %d; omit it or send 0 for the default", req.VCPUs)
 	}
 	ttl, err := parseDuration("ttl", req.TTL)
 	if err != nil {
-		return err
+		return orchestrator.SpawnRequest{}, err
 	}
-
-	sb, err := s.manager.Spawn(r.Context(), orchestrator.SpawnRequest{
-		Image:    req.Image,
-		Provider: req.Provider,
-		Runtime:  req.Runtime,
-		MemoryMB: req.MemoryMB,
-		VCPUs:    req.VCPUs,
-		TTL:      ttl,
-		OwnerID:  req.OwnerID,
-		Network:  req.Network,
-		Env:      req.Env,
-		Metadata: req.Metadata,
-	})
+	setupTimeout, err := parseDuration("setup_timeout", req.SetupTimeout)
 	if err != nil {
-		return err
+		return orchestrator.SpawnRequest{}, err
 	}
 
-	requestInfoFrom(r.Context()).sandboxID = sb.ID
-	w.Header().Set("Location", "/api/v1/sandboxes/"+sb.ID)
-	writeJSON(w, http.StatusCreated, toSandboxJSON(sb))
-	return nil
+	return orchestrator.SpawnRequest{
+		Image:        req.Image,
+		Provider:     req.Provider,
+		Runtime:      req.Runtime,
+		MemoryMB:     req.MemoryMB,
+		VCPUs:        req.VCPUs,
+		TTL:          ttl,
+		OwnerID:      req.OwnerID,
+		Network:      req.Network != nil && *req.Network,
+		NetworkSet:   req.Network != nil,
+		Env:          req.Env,
+		Metadata:     req.Metadata,
+		Template:     req.Template,
+		Setup:        req.Setup,
+		SetupTimeout: setupTimeout,
+	}, nil
 }
 
 // listSandboxes lists sandboxes newest first, destroyed ones included

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stacyvm/stacyvm/internal/config"
+	"github.com/stacyvm/stacyvm/internal/image"
 	"github.com/stacyvm/stacyvm/internal/orchestrator"
 )
 
@@ -26,6 +27,18 @@ type Options struct {
 
 	// APIKey, when set, is required on every route except live and ready.
 	APIKey config.Secret
+
+	// Images is the image store behind /api/v1/images. When nil, the image
+	// routes respond 501.
+	Images *image.Store
+
+	// Metrics collects what GET /metrics serves. Pass the same value to
+	// orchestrator.Options.Metrics. When nil, New creates one, which then
+	// lacks the manager's spawn, exec, file, reconcile and reaper figures.
+	Metrics *Metrics
+
+	// Events configures GET /api/v1/events.
+	Events EventOptions
 }
 
 // Route describes one registered route, for documentation and tests.
@@ -57,7 +70,12 @@ type server struct {
 	version string
 	cors    config.CORSConfig
 	apiKey  config.Secret
+	images  *image.Store
 	started time.Time
+	events  EventOptions
+
+	metrics        *Metrics
+	metricsHandler http.Handler
 
 	mux         *http.ServeMux
 	publicPaths map[string]bool
@@ -72,7 +90,9 @@ func New(opts Options) http.Handler {
 		version:     opts.Version,
 		cors:        opts.CORS,
 		apiKey:      opts.APIKey,
+		images:      opts.Images,
 		started:     time.Now(),
+		events:      opts.Events.withDefaults(),
 		mux:         http.NewServeMux(),
 		publicPaths: make(map[string]bool),
 	}
@@ -89,6 +109,7 @@ func New(opts Options) http.Handler {
 	if s.limits.DefaultExecTimeout == 0 {
 		s.limits.DefaultExecTimeout = defaults.DefaultExecTimeout
 	}
+	s.setupMetrics(opts.Metrics)
 
 	for _, rt := range s.routes() {
 		s.mux.Handle(rt.method+" "+rt.pattern, s.serveRoute(rt))
@@ -102,6 +123,7 @@ func New(opts Options) http.Handler {
 	h = s.requireAPIKey(h)
 	h = s.handleCORS(h)
 	h = s.recoverPanics(h)
+	h = s.measureRequests(h)
 	h = s.logRequests(h)
 	return h
 }
@@ -115,6 +137,9 @@ func (s *server) routes() []route {
 		{method: "GET", pattern: p + "/live", op: "live", handler: s.live, public: true},
 		{method: "GET", pattern: p + "/ready", op: "ready", handler: s.ready, public: true},
 		{method: "GET", pattern: p + "/health", op: "health", handler: s.health},
+		{method: "GET", pattern: p + "/events", op: "events", handler: s.streamEvents},
+		{method: "GET", pattern: p + "/openapi.json", op: "openapi", handler: s.openAPI},
+		{method: "GET", pattern: "/metrics", op: "metrics", handler: s.serveMetrics},
 
 		{method: "POST", pattern: p + "/sandboxes", op: "spawn", handler: s.spawnSandbox},
 		{method: "GET", pattern: p + "/sandboxes", op: "list", handler: s.listSandboxes},
@@ -137,6 +162,20 @@ func (s *server) routes() []route {
 		{method: "POST", pattern: p + "/sandboxes/{id}/files/mkdir", op: "mkdir", handler: s.makeDir},
 		{method: "GET", pattern: p + "/sandboxes/{id}/files/archive", op: "read_archive", handler: s.readArchive},
 		{method: "PUT", pattern: p + "/sandboxes/{id}/files/archive", op: "write_archive", handler: s.writeArchive, bodyLimit: upload},
+
+		{method: "POST", pattern: p + "/templates", op: "create_template", handler: s.createTemplate},
+		{method: "GET", pattern: p + "/templates", op: "list_templates", handler: s.listTemplates},
+		{method: "GET", pattern: p + "/templates/{name}", op: "get_template", handler: s.getTemplate},
+		{method: "PUT", pattern: p + "/templates/{name}", op: "update_template", handler: s.updateTemplate},
+		{method: "DELETE", pattern: p + "/templates/{name}", op: "delete_template", handler: s.deleteTemplate},
+		{method: "POST", pattern: p + "/templates/{name}/spawn", op: "spawn_template", handler: s.spawnFromTemplate},
+
+		// Image names contain slashes, so {name...} takes the rest of the path.
+		{method: "GET", pattern: p + "/images", op: "list_images", handler: s.listImages},
+		{method: "POST", pattern: p + "/images/pull", op: "pull_image", handler: s.pullImage},
+		{method: "POST", pattern: p + "/images/prune", op: "prune_images", handler: s.pruneImages},
+		{method: "GET", pattern: p + "/images/{name...}", op: "inspect_image", handler: s.inspectImage},
+		{method: "DELETE", pattern: p + "/images/{name...}", op: "remove_image", handler: s.removeImage},
 	}
 }
 

@@ -3,7 +3,10 @@
 // problem at once. Only this package and cmd read the environment.
 package config
 
-import "time"
+import (
+	"path/filepath"
+	"time"
+)
 
 // Config is the whole server configuration. The YAML keys mirror the flags;
 // environment variables are STACYVM_ plus the upper-cased key path with
@@ -36,6 +39,10 @@ type Config struct {
 
 	// CORS configures cross-origin access for browser clients.
 	CORS CORSConfig `yaml:"cors"`
+
+	// Images configures the image store that sandboxes of the native and
+	// PRoot providers are unpacked from.
+	Images ImagesConfig `yaml:"images"`
 
 	// ShutdownTimeout bounds how long in-flight requests may run after
 	// SIGINT or SIGTERM. Default 15s.
@@ -82,6 +89,10 @@ type Limits struct {
 	// MaxSandboxesPerOwner caps live sandboxes per owner_id; 0 means no
 	// cap. Default 0.
 	MaxSandboxesPerOwner int `yaml:"max_sandboxes_per_owner"`
+
+	// IdempotencyWindow is how long a spawn's Idempotency-Key is kept: a
+	// retry with the key within it returns the same sandbox. Default 24h.
+	IdempotencyWindow time.Duration `yaml:"idempotency_window"`
 }
 
 // ManagerConfig configures the sandbox manager's background loops.
@@ -117,6 +128,30 @@ type CORSConfig struct {
 	AllowedOrigins []string `yaml:"allowed_origins"`
 }
 
+// ImagesConfig configures the image store.
+type ImagesConfig struct {
+	// Dir is the image store directory. Default: the images directory
+	// under DataDir; ImageDir returns the directory in effect.
+	Dir string `yaml:"dir"`
+
+	// InsecureRegistries lists registry hosts, "host" or "host:port", that
+	// image pulls reach over plain HTTP. Loopback registries always use
+	// plain HTTP. Default: none.
+	InsecureRegistries []string `yaml:"insecure_registries"`
+}
+
+// ImageDir returns the image store directory: Images.Dir when set, else
+// DataDir/images.
+func (c Config) ImageDir() string {
+	if c.Images.Dir != "" {
+		return c.Images.Dir
+	}
+	if c.DataDir == "" {
+		return ""
+	}
+	return filepath.Join(c.DataDir, "images")
+}
+
 // Secret is a string that never appears in logs or printed configuration.
 type Secret string
 
@@ -148,6 +183,7 @@ func Default() Config {
 			MaxRequestBytes:    32 << 20,
 			MaxUploadBytes:     1 << 30,
 			MaxSandboxes:       100,
+			IdempotencyWindow:  24 * time.Hour,
 		},
 		Manager: ManagerConfig{
 			ReapInterval:      5 * time.Second,

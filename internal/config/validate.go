@@ -31,6 +31,7 @@ func (c Config) Validate() error {
 	p.positiveDuration("shutdown_timeout", c.ShutdownTimeout)
 	p.checkAuth(c)
 	p.checkCORS(c.CORS.AllowedOrigins)
+	p.checkImages(c.Images)
 
 	return errors.Join(p...)
 }
@@ -133,6 +134,7 @@ func (p *problems) checkLimits(l Limits) {
 	p.positive("limits.max_upload_bytes", l.MaxUploadBytes)
 	p.notNegative("limits.max_sandboxes", int64(l.MaxSandboxes))
 	p.notNegative("limits.max_sandboxes_per_owner", int64(l.MaxSandboxesPerOwner))
+	p.positiveDuration("limits.idempotency_window", l.IdempotencyWindow)
 }
 
 func (p *problems) checkManager(m ManagerConfig) {
@@ -177,4 +179,37 @@ func (p *problems) checkCORS(origins []string) {
 			p.addf("cors.allowed_origins entry %q is invalid: use \"*\" or an origin such as https://app.example.com", o)
 		}
 	}
+}
+
+// checkImages rejects a store directory with surrounding whitespace and
+// registry entries that are not a bare host or host:port, such as URLs.
+func (p *problems) checkImages(c ImagesConfig) {
+	if c.Dir != strings.TrimSpace(c.Dir) {
+		p.addf("images.dir %q has surrounding whitespace: remove it, or leave the key unset for data_dir/images", c.Dir)
+	}
+	for _, host := range c.InsecureRegistries {
+		if !validRegistryHost(host) {
+			p.addf("images.insecure_registries entry %q is invalid: use a host or host:port, such as registry.lan:5000, without a scheme or path", host)
+		}
+	}
+}
+
+// validRegistryHost reports whether s is a host name or IP address with an
+// optional port, as image references name registries.
+func validRegistryHost(s string) bool {
+	if s == "" || strings.ContainsAny(s, "/ \t@?#") {
+		return false
+	}
+	host := s
+	if h, port, err := net.SplitHostPort(s); err == nil {
+		n, err := strconv.Atoi(port)
+		if err != nil || n <= 0 || n > 65535 {
+			return false
+		}
+		host = h
+	}
+	if net.ParseIP(host) != nil {
+		return true
+	}
+	return host != "" && !strings.Contains(host, ":")
 }

@@ -37,6 +37,7 @@ func TestValidateProblems(t *testing.T) {
 		{"ttl above max", func(c *Config) { c.Limits.DefaultTTL = 48 * time.Hour }, "limits.default_ttl (48h0m0s) is greater than limits.max_ttl"},
 		{"negative exec timeout", func(c *Config) { c.Limits.MaxExecTimeout = -time.Second }, "limits.max_exec_timeout is -1s"},
 		{"negative sandbox cap", func(c *Config) { c.Limits.MaxSandboxes = -1 }, "limits.max_sandboxes is -1"},
+		{"zero idempotency window", func(c *Config) { c.Limits.IdempotencyWindow = 0 }, "limits.idempotency_window is 0s"},
 		{"zero reap interval", func(c *Config) { c.Manager.ReapInterval = 0 }, "manager.reap_interval is 0s"},
 		{"zero shutdown", func(c *Config) { c.ShutdownTimeout = 0 }, "shutdown_timeout is 0s"},
 		{"key whitespace", func(c *Config) { c.Auth.APIKey = " key" }, "auth.api_key contains whitespace"},

@@ -53,7 +53,9 @@ func (m *Manager) Exec(ctx context.Context, id string, req ExecRequest, out prov
 		return provider.ExecResult{}, err
 	}
 
+	start := m.now()
 	res, err := p.Exec(ctx, id, preq, out)
+	m.observeExec(sb.Provider, start, res, err)
 	if err != nil {
 		return res, m.providerError(ctx, sb, "exec in", err)
 	}

@@ -21,7 +21,7 @@ func (m *Manager) Files(ctx context.Context, id string) (*SandboxFiles, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &SandboxFiles{m: m, p: p, sb: sb}, nil
+	return &SandboxFiles{m: m, p: m.timeFiles(p), sb: sb}, nil
 }
 
 // SandboxFiles is the file API of one sandbox, with the semantics of

@@ -68,6 +68,7 @@ type Manager struct {
 	now            func() time.Time
 	spawnTimeout   time.Duration
 	destroyTimeout time.Duration
+	metrics        Metrics
 
 	// admitMu serializes the live count and the insert of a new record, so
 	// that concurrent spawns cannot overshoot a cap.
@@ -124,6 +125,10 @@ type Options struct {
 	// DestroyTimeout bounds a provider destroy, which runs detached from
 	// the request. Default DefaultDestroyTimeout.
 	DestroyTimeout time.Duration
+
+	// Metrics receives the durations of spawns, execs and file calls and
+	// the reconcile and reaper counts. Nil discards them.
+	Metrics Metrics
 }
 
 // New returns a Manager. Call Start to reconcile and start the background
@@ -145,6 +150,7 @@ func New(opts Options) (*Manager, error) {
 		now:            opts.Now,
 		spawnTimeout:   opts.SpawnTimeout,
 		destroyTimeout: opts.DestroyTimeout,
+		metrics:        metricsOrNop(opts.Metrics),
 		ops:            make(map[string]*operation),
 		subs:           make(map[*subscriber]struct{}),
 		reapRetries:    make(map[string]reapRetry),

@@ -52,6 +52,7 @@ func (m *Manager) Reap(ctx context.Context) (int, error) {
 	if err := ctx.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("reap: %w", err))
 	}
+	m.countReaped(int(destroyed.Load()))
 	return int(destroyed.Load()), errors.Join(errs...)
 }
 

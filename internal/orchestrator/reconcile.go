@@ -123,6 +123,7 @@ func (m *Manager) Reconcile(ctx context.Context) (ReconcileReport, error) {
 			m.reconcileInventory(ctx, p, inv, &report)
 		}
 	}
+	m.countReconcile(report)
 	return report, nil
 }
 

@@ -29,20 +29,46 @@ type SpawnRequest struct {
 	Network  bool
 	Env      map[string]string
 	Metadata map[string]string
+
+	// Template names a stored template that fills the fields this request
+	// leaves zero. Env and metadata are merged, with this request's keys
+	// winning, and a non-empty Setup replaces the template's list.
+	Template string
+
+	// NetworkSet marks Network as given, so that false overrides a
+	// template's true.
+	NetworkSet bool
+
+	// Setup lists shell commands run in order in /workspace once the
+	// runtime is up. A command that fails destroys the sandbox and fails
+	// the spawn with a *SetupError.
+	Setup []string
+
+	// SetupTimeout bounds each setup command; 0 for the default exec
+	// timeout.
+	SetupTimeout time.Duration
 }
 
 // Spawn admits, records and creates a sandbox and returns it in the running
 // state. Errors: ErrInvalidArgument (wrapped in a *FieldError naming the
-// field), a *provider.LimitError, ErrProviderNotFound, ErrUnavailable, or
-// the provider's spawn error. A failed spawn leaves no runtime and a record
-// in the destroyed state, or in the error state when the cleanup failed
-// too.
+// field), a *provider.LimitError, ErrProviderNotFound, ErrUnavailable,
+// store.ErrNotFound for an unknown template, a *SetupError, or the
+// provider's spawn error. A failed spawn leaves no runtime and a record in
+// the destroyed state, or in the error state when the cleanup failed too.
 //
 // Once the record is stored, the spawn runs to completion even when ctx is
 // canceled, bounded by the spawn timeout, so that a client disconnect does
 // not leave a half-built runtime. Spawn waits for it.
 func (m *Manager) Spawn(ctx context.Context, req SpawnRequest) (store.Sandbox, error) {
+	req, err := m.withTemplate(ctx, req)
+	if err != nil {
+		return store.Sandbox{}, err
+	}
 	sb, ttl, err := m.prepare(req)
+	if err != nil {
+		return store.Sandbox{}, err
+	}
+	setup, err := m.planSetup(req)
 	if err != nil {
 		return store.Sandbox{}, err
 	}
@@ -66,8 +92,9 @@ func (m *Manager) Spawn(ctx context.Context, req SpawnRequest) (store.Sandbox, e
 		"expires_at": sb.ExpiresAt,
 	})
 
-	created, err := m.create(ctx, p, sb)
+	created, err := m.create(ctx, p, sb, setup)
 	m.end(sb.ID, op, err)
+	m.observeSpawn(sb, err)
 	return created, err
 }
 
@@ -109,6 +136,7 @@ func (m *Manager) prepare(req SpawnRequest) (store.Sandbox, time.Duration, error
 		OwnerID:  req.OwnerID,
 		Env:      maps.Clone(req.Env),
 		Metadata: maps.Clone(req.Metadata),
+		Template: req.Template,
 	}, ttl, nil
 }
 
@@ -171,10 +199,10 @@ func (m *Manager) checkCaps(ctx context.Context, owner string) error {
 	return nil
 }
 
-// create calls the provider's Spawn for the stored record sb and moves the
-// record to running, or cleans up after a failure. ctx must not
-// be cancelable by the client.
-func (m *Manager) create(ctx context.Context, p provider.Provider, sb store.Sandbox) (store.Sandbox, error) {
+// create calls the provider's Spawn for the stored record sb, runs the
+// setup commands, and moves the record to running, or cleans up after a
+// failure. ctx must not be cancelable by the client.
+func (m *Manager) create(ctx context.Context, p provider.Provider, sb store.Sandbox, setup setupPlan) (store.Sandbox, error) {
 	start := m.now()
 	spec := provider.SpawnSpec{
 		ID:       sb.ID,
@@ -193,6 +221,9 @@ func (m *Manager) create(ctx context.Context, p provider.Provider, sb store.Sand
 	cancel()
 	if err != nil {
 		err = fmt.Errorf("spawn sandbox %s on provider %s: %w", sb.ID, sb.Provider, err)
+		return m.failSpawn(ctx, p, sb, err, start)
+	}
+	if err := m.runSetup(ctx, p, sb, setup); err != nil {
 		return m.failSpawn(ctx, p, sb, err, start)
 	}
 

@@ -1,7 +1,7 @@
 // Package store defines how StacyVM persists what it promised: sandbox
-// records and the lifecycle event log. The store is the source of truth for
-// promises; providers are the source of truth for what exists, and the
-// manager reconciles the two.
+// records, the lifecycle event log, spawn templates and idempotency keys.
+// The store is the source of truth for promises; providers are the source
+// of truth for what exists, and the manager reconciles the two.
 //
 // The sqlite subpackage is the embedded default.
 package store
@@ -98,6 +98,37 @@ type Event struct {
 	Data      []byte // JSON object with event details
 }
 
+// Template is a named set of spawn settings. A spawn that names a template
+// takes every field it leaves zero from the template.
+type Template struct {
+	Name         string // 1 to 63 of a-z 0-9 - _ . starting with a letter or digit
+	Description  string
+	Image        string
+	Provider     string
+	Runtime      string
+	MemoryMB     int
+	VCPUs        int
+	TTL          time.Duration
+	Network      bool
+	Env          map[string]string // environment applied to every exec
+	Setup        []string          // shell commands run in order once after spawn
+	SetupTimeout time.Duration     // bound of each setup command; 0 for the exec default
+	Metadata     map[string]string
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// IdempotencyKey records which sandbox a spawn request with an
+// Idempotency-Key produced, so that a retry returns that sandbox. A record
+// with an empty SandboxID is a claim by a spawn still in progress.
+type IdempotencyKey struct {
+	Key         string
+	RequestHash string // hash of the request, to tell a retry from a reuse
+	SandboxID   string // empty while the spawn is in progress
+	CreatedAt   time.Time
+	ExpiresAt   time.Time // after this the key may be claimed again
+}
+
 // Store persists sandboxes and events. Implementations are safe for
 // concurrent use.
 type Store interface {
@@ -127,6 +158,48 @@ type Store interface {
 	// PruneEvents deletes events older than before and keeps at most keep of
 	// the newest; it returns how many it deleted.
 	PruneEvents(ctx context.Context, before time.Time, keep int) (int64, error)
+
+	// CreateTemplate inserts t; ErrConflict when a template has t.Name.
+	CreateTemplate(ctx context.Context, t Template) error
+
+	// GetTemplate returns the template named name; ErrNotFound when none.
+	GetTemplate(ctx context.Context, name string) (Template, error)
+
+	// ListTemplates returns every template, sorted by name.
+	ListTemplates(ctx context.Context) ([]Template, error)
+
+	// UpdateTemplate replaces the template named t.Name, keeping its
+	// CreatedAt and setting UpdatedAt to the current time; ErrNotFound when
+	// none.
+	UpdateTemplate(ctx context.Context, t Template) error
+
+	// DeleteTemplate deletes the template named name; ErrNotFound when none.
+	DeleteTemplate(ctx context.Context, name string) error
+
+	// ClaimIdempotencyKey inserts k as an in-progress claim, ignoring
+	// k.SandboxID. A record of k.Key that expired at or before k.CreatedAt
+	// is replaced, and one that has not expired gives ErrConflict. The
+	// check and the insert are atomic, so of concurrent claims of one key
+	// exactly one succeeds.
+	ClaimIdempotencyKey(ctx context.Context, k IdempotencyKey) error
+
+	// CompleteIdempotencyKey stores the sandbox that the claim of key
+	// produced and moves the record's expiry to expiresAt; ErrNotFound when
+	// no record has key.
+	CompleteIdempotencyKey(ctx context.Context, key, sandboxID string, expiresAt time.Time) error
+
+	// ReleaseIdempotencyKey deletes the record of key while it is an
+	// in-progress claim, so that a retry after a failed spawn runs again. A
+	// completed record stays, and a missing one is not an error.
+	ReleaseIdempotencyKey(ctx context.Context, key string) error
+
+	// GetIdempotencyKey returns the record of key, expired or not;
+	// ErrNotFound when none.
+	GetIdempotencyKey(ctx context.Context, key string) (IdempotencyKey, error)
+
+	// PruneIdempotencyKeys deletes the records that expired at or before
+	// now and returns how many it deleted.
+	PruneIdempotencyKeys(ctx context.Context, now time.Time) (int64, error)
 
 	// Close releases the store.
 	Close() error

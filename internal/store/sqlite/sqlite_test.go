@@ -231,33 +231,51 @@ func TestOpenRejectsNewerSchema(t *testing.T) {
 	}
 }
 
+// appliedFiles returns migration files for the versions that a new store
+// has applied already. Each creates a table named after its version, so a
+// test can tell whether migrate ran it again.
+func appliedFiles(t *testing.T) (fstest.MapFS, int) {
+	t.Helper()
+	embedded, err := loadMigrations(migrationFiles)
+	if err != nil {
+		t.Fatalf("loadMigrations: %v", err)
+	}
+	files := fstest.MapFS{}
+	for _, m := range embedded {
+		name := fmt.Sprintf("migrations/%04d_applied.sql", m.version)
+		files[name] = &fstest.MapFile{Data: []byte(fmt.Sprintf("CREATE TABLE applied_%d (id INTEGER);", m.version))}
+	}
+	return files, len(embedded)
+}
+
 func TestMigrateAppliesNewVersions(t *testing.T) {
 	s, _ := openTestStore(t)
 	closeOnCleanup(t, s)
 
-	files := fstest.MapFS{
-		"migrations/0001_init.sql":  {Data: []byte(`CREATE TABLE first (id INTEGER);`)},
-		"migrations/0002_more.sql":  {Data: []byte(`CREATE TABLE second (id INTEGER); CREATE TABLE third (id INTEGER);`)},
-		"migrations/README.txt":     {Data: []byte(`not a migration`)},
-		"other/0003_ignored.sql":    {Data: []byte(`this is not SQL`)},
-		"migrations/sub/0004_x.sql": {Data: []byte(`this is not SQL either`)},
-	}
-	// The store's own migrations recorded version 1 already, so only
-	// version 2 runs here.
+	// The store's own migrations are recorded already, so only the version
+	// after them runs here.
+	files, latest := appliedFiles(t)
+	next := latest + 1
+	files[fmt.Sprintf("migrations/%04d_more.sql", next)] = &fstest.MapFile{
+		Data: []byte(`CREATE TABLE second (id INTEGER); CREATE TABLE third (id INTEGER);`)}
+	files["migrations/README.txt"] = &fstest.MapFile{Data: []byte(`not a migration`)}
+	files[fmt.Sprintf("other/%04d_ignored.sql", next+1)] = &fstest.MapFile{Data: []byte(`this is not SQL`)}
+	files[fmt.Sprintf("migrations/sub/%04d_x.sql", next+2)] = &fstest.MapFile{Data: []byte(`this is not SQL either`)}
+
 	if err := migrate(t.Context(), s.write, files); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 
 	for _, table := range []string{"second", "third"} {
 		if _, err := s.write.ExecContext(t.Context(), "INSERT INTO "+table+" (id) VALUES (1)"); err != nil {
-			t.Errorf("table %s from migration 2: %v", table, err)
+			t.Errorf("table %s from migration %d: %v", table, next, err)
 		}
 	}
-	if _, err := s.write.ExecContext(t.Context(), "SELECT * FROM first"); err == nil {
-		t.Errorf("table first exists, want migration 1 skipped as already applied")
+	if _, err := s.write.ExecContext(t.Context(), "SELECT * FROM applied_1"); err == nil {
+		t.Errorf("table applied_1 exists, want migration 1 skipped as already applied")
 	}
-	if applied := appliedMigrations(t, s.read); len(applied) != 2 {
-		t.Errorf("schema_migrations = %v, want versions 1 and 2", applied)
+	if applied := appliedMigrations(t, s.read); len(applied) != next {
+		t.Errorf("schema_migrations = %v, want versions 1 to %d", applied, next)
 	}
 }
 
@@ -265,23 +283,22 @@ func TestMigrateRollsBackFailedMigration(t *testing.T) {
 	s, _ := openTestStore(t)
 	closeOnCleanup(t, s)
 
-	files := fstest.MapFS{
-		"migrations/0001_init.sql":   {Data: []byte(`SELECT 1;`)},
-		"migrations/0002_broken.sql": {Data: []byte(`CREATE TABLE half (id INTEGER); NOT VALID SQL;`)},
-	}
+	files, latest := appliedFiles(t)
+	broken := fmt.Sprintf("%04d_broken.sql", latest+1)
+	files["migrations/"+broken] = &fstest.MapFile{Data: []byte(`CREATE TABLE half (id INTEGER); NOT VALID SQL;`)}
 	err := migrate(t.Context(), s.write, files)
 	if err == nil {
 		t.Fatal("migrate with a broken migration succeeded, want an error")
 	}
-	if !strings.Contains(err.Error(), "0002_broken.sql") {
+	if !strings.Contains(err.Error(), broken) {
 		t.Errorf("migrate error %q does not name the failed file", err)
 	}
 
 	if _, err := s.write.ExecContext(t.Context(), "SELECT * FROM half"); err == nil {
 		t.Errorf("table half exists, want the failed migration rolled back")
 	}
-	if applied := appliedMigrations(t, s.read); len(applied) != 1 {
-		t.Errorf("schema_migrations = %v, want only version 1", applied)
+	if applied := appliedMigrations(t, s.read); len(applied) != latest {
+		t.Errorf("schema_migrations = %v, want only versions 1 to %d", applied, latest)
 	}
 }
 

@@ -20,7 +20,11 @@
 //     time.
 //   - A limit or keep of zero means no limit.
 //   - Sequence numbers are never reused, even after pruning every event.
-//   - Not-found and conflict errors name the sandbox ID.
+//   - Not-found and conflict errors name the sandbox ID, template name or
+//     idempotency key.
+//   - Templates come back with non-nil maps and a non-nil Setup list.
+//   - An idempotency key expires at its ExpiresAt instant: a claim or prune
+//     at exactly that time treats it as expired.
 package storetest
 
 import (
@@ -60,6 +64,22 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"prune events by count", testPruneByCount},
 		{"prune events by age and count", testPruneByAgeAndCount},
 		{"seq not reused after prune", testSeqNotReused},
+		{"template round trip", testTemplateRoundTrip},
+		{"template zero values round trip", testTemplateZeroValues},
+		{"create duplicate template conflicts", testTemplateCreateDuplicate},
+		{"create template rejects empty name", testTemplateEmptyName},
+		{"get missing template not found", testTemplateGetMissing},
+		{"list templates sorted by name", testTemplateListSorted},
+		{"update template replaces fields", testTemplateUpdate},
+		{"update missing template not found", testTemplateUpdateMissing},
+		{"delete template", testTemplateDelete},
+		{"idempotency claim and get", testIdempotencyClaimAndGet},
+		{"idempotency live key conflicts", testIdempotencyClaimLiveConflicts},
+		{"idempotency expired key replaced", testIdempotencyClaimExpiredReplaces},
+		{"idempotency complete", testIdempotencyComplete},
+		{"idempotency release", testIdempotencyRelease},
+		{"idempotency prune expired", testIdempotencyPrune},
+		{"idempotency concurrent claims", testIdempotencyConcurrentClaims},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

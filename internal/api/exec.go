@@ -188,9 +188,10 @@ func (s *server) execBlocking(w http.ResponseWriter, r *http.Request, req orches
 	return nil
 }
 
-// execStream runs the command and streams its output as NDJSON lines. A
-// failure before the first line gets a normal error response. After it,
-// the stream ends with an error line instead of the exit line.
+// execStream runs the command and streams its output as NDJSON lines. The
+// headers go out as soon as the command starts. A failure before that (bad
+// input, an unknown or stopped sandbox) gets a normal error response; after
+// it, the stream ends with an error line instead of the exit line.
 func (s *server) execStream(w http.ResponseWriter, r *http.Request, req orchestrator.ExecRequest) error {
 	// A client that stops reading cancels the command, like one that
 	// disconnects.
@@ -201,6 +202,7 @@ func (s *server) execStream(w http.ResponseWriter, r *http.Request, req orchestr
 	})
 	defer out.close()
 
+	req.OnStart = out.start
 	var stdout, stderr textDecoder
 	res, err := s.manager.Exec(ctx, r.PathValue("id"), req, func(stream provider.Stream, p []byte) {
 		dec := &stdout

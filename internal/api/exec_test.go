@@ -323,3 +323,31 @@ func TestExecStreamClientDisconnectCancels(t *testing.T) {
 	s.do("GET", sandboxPath(id, "/files/stat?path=/workspace/late"), nil).
 		wantError(t, http.StatusNotFound, codeNotFound)
 }
+
+// A quiet command must not hold back the response headers: the client sees
+// the stream open while the command is still running.
+func TestExecStreamSendsHeadersAtStart(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	id := s.spawn()
+
+	body := strings.NewReader(`{"command":"sleep 2; echo done","stream":true}`)
+	start := time.Now()
+	resp, err := http.Post(s.srv.URL+sandboxPath(id, "/exec"), "application/json", body)
+	if err != nil {
+		t.Fatalf("POST exec: %v", err)
+	}
+	defer resp.Body.Close()
+	if waited := time.Since(start); waited > time.Second {
+		t.Errorf("headers arrived after %v, want them before the command's first output at 2s", waited)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("status: got %d, want 200", resp.StatusCode)
+	}
+	if got := resp.Header.Get("Content-Type"); got != "application/x-ndjson" {
+		t.Errorf("Content-Type: got %q, want application/x-ndjson", got)
+	}
+	rest, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(rest), `"stream":"exit"`) {
+		t.Errorf("stream has no exit line: %s", rest)
+	}
+}

@@ -41,14 +41,7 @@ func (nw *ndjsonWriter) writeLine(v any) {
 		panic("api: encode stream line: " + err.Error())
 	}
 
-	if !nw.started {
-		nw.started = true
-		h := nw.w.Header()
-		h.Set("Content-Type", "application/x-ndjson")
-		h.Set("Cache-Control", "no-store")
-		h.Set("X-Content-Type-Options", "nosniff")
-		nw.w.WriteHeader(http.StatusOK)
-	}
+	nw.writeHeader()
 
 	// A writer without deadline support returns an error here, and then a
 	// write can block until the connection breaks.
@@ -60,6 +53,31 @@ func (nw *ndjsonWriter) writeLine(v any) {
 	if err := nw.rc.Flush(); err != nil {
 		nw.fail(err)
 	}
+}
+
+// start sends the status line and headers and flushes them, so the client
+// sees the stream open before the first line.
+func (nw *ndjsonWriter) start() {
+	if nw.started || nw.err != nil {
+		return
+	}
+	nw.writeHeader()
+	if err := nw.rc.Flush(); err != nil {
+		nw.fail(err)
+	}
+}
+
+// writeHeader writes the stream's status line and headers once.
+func (nw *ndjsonWriter) writeHeader() {
+	if nw.started {
+		return
+	}
+	nw.started = true
+	h := nw.w.Header()
+	h.Set("Content-Type", "application/x-ndjson")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	nw.w.WriteHeader(http.StatusOK)
 }
 
 func (nw *ndjsonWriter) fail(err error) {

@@ -22,6 +22,12 @@ type ExecRequest struct {
 	Workdir string // absolute, or relative to /workspace; empty for /workspace
 	Stdin   []byte
 	Timeout time.Duration // 0 for the default
+
+	// OnStart, when set, is called once the request has passed validation
+	// and the sandbox's state check, right before the provider runs the
+	// command. A streaming caller uses it to send its response headers, so
+	// that a quiet command does not leave the client waiting for them.
+	OnStart func()
 }
 
 // Exec runs a command in a running sandbox. The result's TimedOut is set
@@ -53,6 +59,9 @@ func (m *Manager) Exec(ctx context.Context, id string, req ExecRequest, out prov
 		return provider.ExecResult{}, err
 	}
 
+	if req.OnStart != nil {
+		req.OnStart()
+	}
 	start := m.now()
 	res, err := p.Exec(ctx, id, preq, out)
 	m.observeExec(sb.Provider, start, res, err)

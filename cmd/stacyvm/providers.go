@@ -16,6 +16,7 @@ import (
 	"github.com/stacyvm/stacyvm/internal/provider/custom"
 	"github.com/stacyvm/stacyvm/internal/provider/docker"
 	"github.com/stacyvm/stacyvm/internal/provider/mock"
+	"github.com/stacyvm/stacyvm/internal/provider/native"
 	"github.com/stacyvm/stacyvm/internal/provider/proot"
 )
 
@@ -56,9 +57,10 @@ type providerDeps struct {
 var providerFactories = []providerFactory{
 	{name: "mock", build: buildMock},
 	{name: "docker", buildWithDeps: buildDocker},
+	{name: "native", buildWithDeps: buildNative},
 	{name: "custom", buildWithDeps: buildCustom},
 	{name: "proot", buildWithDeps: buildProot},
-	// TODO: register docker, native, microvm and proot here once
+	// TODO: register docker, microvm and proot here once
 	// their packages exist.
 }
 
@@ -81,6 +83,21 @@ func buildProot(cfg config.Config, settings map[string]any, deps providerDeps) (
 		}
 	}
 	return proot.New(pc)
+}
+
+// buildNative constructs the native provider, which keeps its sandboxes
+// under DataDir/providers/native and unpacks their images from the image
+// store. Its Health reports what the host lacks, such as root.
+func buildNative(cfg config.Config, settings map[string]any, deps providerDeps) (provider.Provider, error) {
+	nc := native.Config{
+		StateDir: filepath.Join(cfg.DataDir, "providers", "native"),
+		Images:   deps.Images,
+		Logger:   deps.Logger,
+	}
+	if err := nc.ParseSettings(settings); err != nil {
+		return nil, err
+	}
+	return native.New(nc)
 }
 
 // buildMock constructs the mock provider, which keeps each sandbox in a

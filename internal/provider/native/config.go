@@ -1,11 +1,28 @@
+// Package native is the provider that isolates sandboxes with the Linux
+// kernel's own mechanisms and needs no daemon. Each sandbox gets new mount,
+// PID, network, UTS, IPC and cgroup namespaces, cgroups with its limits, a
+// root file system set up with pivot_root (an image under a writable
+// overlay layer, or a read-only view of the host), reduced capabilities
+// and a seccomp filter. The agent runs as PID 1 and serves exec and file
+// calls on a unix socket in the sandbox's host directory, mounted at
+// /run/stacyvm.
+//
+// The provider starts each sandbox by re-executing its own binary as a
+// setup step (see initArg0), so every program that links this package can
+// spawn native sandboxes. Sandboxes outlive the server, and a new Provider
+// over the same StateDir recovers them. docs/providers/native.md describes
+// the design, the seccomp filter and the known gaps. On systems other than
+// Linux every call fails with ErrUnavailable.
 package native
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/stacyvm/stacyvm/internal/image"
@@ -101,4 +118,71 @@ func (c Config) Validate() error {
 		return fmt.Errorf("native: invalid configuration: %w: %w", provider.ErrInvalidArgument, err)
 	}
 	return nil
+}
+
+// settingKeys are the keys of the providers.native configuration section.
+var settingKeys = []string{"agent_path", "cgroup_parent", "default_image", "pids_limit", "state_dir"}
+
+// ParseSettings sets c's fields from the providers.native section of the
+// server configuration: state_dir, default_image, agent_path,
+// cgroup_parent and pids_limit. Numbers may be given as strings, as
+// environment variables give them. It reports every invalid key at once.
+func (c *Config) ParseSettings(settings map[string]any) error {
+	var errs []error
+	for _, key := range slices.Sorted(maps.Keys(settings)) {
+		value := settings[key]
+		var err error
+		switch key {
+		case "state_dir":
+			c.StateDir, err = stringSetting(value)
+		case "default_image":
+			c.DefaultImage, err = stringSetting(value)
+		case "agent_path":
+			c.AgentPath, err = stringSetting(value)
+		case "cgroup_parent":
+			c.CgroupParent, err = stringSetting(value)
+		case "pids_limit":
+			c.PidsLimit, err = intSetting(value)
+		default:
+			err = fmt.Errorf("unknown key; known keys are %s", strings.Join(settingKeys, ", "))
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("providers.native.%s: %w", key, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("native: invalid settings: %w: %w", provider.ErrInvalidArgument, err)
+	}
+	return nil
+}
+
+func stringSetting(v any) (string, error) {
+	s, ok := v.(string)
+	if !ok {
+		return "", fmt.Errorf("want a string, got %T", v)
+	}
+	return s, nil
+}
+
+func intSetting(v any) (int, error) {
+	switch n := v.(type) {
+	case int:
+		return n, nil
+	case int64:
+		return int(n), nil
+	case uint64:
+		return int(n), nil
+	case float64:
+		if n != float64(int(n)) {
+			return 0, fmt.Errorf("want a whole number, got %v", n)
+		}
+		return int(n), nil
+	case string:
+		i, err := strconv.Atoi(n)
+		if err != nil {
+			return 0, fmt.Errorf("want a whole number, got %q", n)
+		}
+		return i, nil
+	}
+	return 0, fmt.Errorf("want a whole number, got %T", v)
 }

@@ -29,12 +29,12 @@ const (
 	initStatusFD = 4
 )
 
-// agentMount is where the agent binary is mounted read-only inside the
-// sandbox. It lies inside the run directory, so it needs no mount point in
+// agentMount is the sandbox path of the read-only mount of the agent
+// binary. It lies inside the run directory, so it needs no mount point in
 // the image.
 const agentMount = agent.SandboxDir + "/" + agent.BinaryName
 
-// initConfig is what the setup step needs to build a sandbox. Host paths
+// initConfig is the setup step's configuration of one sandbox. Host paths
 // are absolute paths on the host.
 type initConfig struct {
 	Hostname string      `json:"hostname"`

@@ -237,7 +237,7 @@ func TestLimitsApplied(t *testing.T) {
 
 	type limit struct {
 		controller, file string
-		want               int64
+		want             int64
 	}
 	var limits []limit
 	if sb.state.Cgroups.Version == 2 {

@@ -283,7 +283,7 @@ func switchRoot(root string) error {
 		return err
 	}
 	// pivot_root with the same new and old root stacks the old root on top
-	// of the new one, at "/"; detaching it leaves the new root in place.
+	// of the new one at "/". Detaching it then leaves the new root in place.
 	if err := unix.PivotRoot(".", "."); err != nil {
 		return fmt.Errorf("pivot_root: %w", err)
 	}
@@ -295,8 +295,8 @@ func switchRoot(root string) error {
 
 // claimMountPoints creates the directories the provider mounts on. An
 // image's entry at one of these paths that is not a directory, such as a
-// symlink, is replaced, so that every mount lands where it is meant to;
-// the change goes to the sandbox's writable layer.
+// symlink, is replaced so that every mount lands where it is meant to. The
+// change goes to the sandbox's writable layer.
 func claimMountPoints() error {
 	for _, dir := range []string{"/proc", "/dev", "/sys", "/run", "/run/stacyvm", "/tmp", "/workspace"} {
 		info, err := os.Lstat(dir)

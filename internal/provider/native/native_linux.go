@@ -43,8 +43,8 @@ var (
 // New returns a native provider over cfg.StateDir, creating the directory
 // when missing, and removes the sandboxes and cgroups that an earlier run
 // left incomplete or whose init has exited. It fails only when cfg is
-// invalid or StateDir cannot be created; missing host features are
-// reported by Health.
+// invalid or StateDir cannot be created. Health reports missing host
+// features.
 func New(cfg Config) (*Provider, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -140,8 +140,8 @@ func (p *Provider) agentPath() (string, error) {
 	return p.cfg.AgentPath, nil
 }
 
-// checkFilesystem returns an error unless the kernel knows the file
-// system type name.
+// checkFilesystem returns an error unless /proc/filesystems lists the
+// file system type name.
 func checkFilesystem(name string) error {
 	data, err := os.ReadFile("/proc/filesystems")
 	if err != nil {
@@ -171,7 +171,7 @@ func (p *Provider) sandboxDir(id string) string {
 }
 
 // Recover returns nil when the sandbox's init is alive and its agent
-// answers, attaching to it when this Provider has not seen it yet, as
+// responds to a ping, attaching to it when this Provider has not seen it yet, as
 // after a restart of the server.
 func (p *Provider) Recover(ctx context.Context, id string) error {
 	sb, err := p.lookup(ctx, id)
@@ -179,11 +179,15 @@ func (p *Provider) Recover(ctx context.Context, id string) error {
 		return err
 	}
 	if err := sb.client.Ping(ctx); err != nil {
-		if sb.initExited() {
+		// An agent that died takes its PID namespace with it, which can
+		// take a moment while the kernel kills the other processes.
+		exitCtx, cancel := context.WithTimeout(ctx, initExitGrace)
+		defer cancel()
+		if sb.pidfd >= 0 && waitExit(exitCtx, sb.pidfd) == nil {
 			p.forget(ctx, sb)
 			return fmt.Errorf("native: sandbox %s: its init exited: %w", id, provider.ErrSandboxNotFound)
 		}
-		return fmt.Errorf("native: sandbox %s: agent does not answer: %w", id, err)
+		return fmt.Errorf("native: sandbox %s: agent does not respond: %w", id, err)
 	}
 	return nil
 }
@@ -223,6 +227,11 @@ func (p *Provider) lookup(ctx context.Context, id string) (*sandbox, error) {
 
 		p.mu.Lock()
 		delete(p.loadFlight, id)
+		if err == nil && p.busy[id] {
+			// A Destroy started while the sandbox was being attached.
+			sb.close()
+			sb, err = nil, fmt.Errorf("native: sandbox %s: %w", id, provider.ErrSandboxNotFound)
+		}
 		if err == nil {
 			p.sandboxes[id] = sb
 		}
@@ -379,6 +388,10 @@ func (p *Provider) removeSandbox(ctx context.Context, dir string, st state) erro
 	}
 	return nil
 }
+
+// initExitGrace bounds how long Recover waits for the init of a sandbox
+// whose agent does not respond to exit, before it reports ErrUnavailable.
+const initExitGrace = 2 * time.Second
 
 // destroyLimit bounds the wait for a sandbox's processes to exit.
 const destroyLimit = 30 * time.Second

@@ -15,7 +15,7 @@ import (
 
 // processStartTime returns the start time of process pid in clock ticks
 // since boot, field 22 of /proc/PID/stat. Together with the boot ID it
-// tells a sandbox's init apart from a later process that reuses its pid.
+// distinguishes a sandbox's init from a later process that reuses its pid.
 func processStartTime(pid int) (uint64, error) {
 	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {

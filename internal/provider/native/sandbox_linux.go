@@ -23,8 +23,10 @@ type sandbox struct {
 	dir     string // StateDir/<id>
 	state   state
 	client  *agent.Client
-	pidfd   int    // the init process
+	pidfd   int    // the init process; closed by close
 	release func() // releases the image tree; nil when none is held
+
+	closeOnce sync.Once
 
 	mu        sync.Mutex
 	destroyed bool
@@ -63,23 +65,21 @@ func (sb *sandbox) initExited() bool {
 // close releases what the sandbox holds in this process: the agent
 // connection, the pidfd and the image tree. It does not stop the sandbox.
 func (sb *sandbox) close() {
-	if sb.client != nil {
-		_ = sb.client.Close()
-	}
-	sb.mu.Lock()
-	defer sb.mu.Unlock()
-	if sb.pidfd >= 0 {
-		_ = unix.Close(sb.pidfd)
-		sb.pidfd = -1
-	}
-	if sb.release != nil {
-		sb.release()
-		sb.release = nil
-	}
+	sb.closeOnce.Do(func() {
+		if sb.client != nil {
+			_ = sb.client.Close()
+		}
+		if sb.pidfd >= 0 {
+			_ = unix.Close(sb.pidfd)
+		}
+		if sb.release != nil {
+			sb.release()
+		}
+	})
 }
 
 // callError maps the error of an agent call: a sandbox destroyed during
-// the call gives ErrSandboxDestroyed, and an agent that stopped answering
+// the call gives ErrSandboxDestroyed, and an agent that stopped responding
 // because its init exited gives ErrSandboxNotFound.
 func (sb *sandbox) callError(op string, err error) error {
 	if err == nil {

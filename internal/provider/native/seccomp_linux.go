@@ -3,6 +3,7 @@ package native
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"unsafe"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
@@ -80,9 +81,9 @@ var auditArch = map[string]uint32{
 
 // loadArchFilter loads a filter that returns EPERM for system calls made
 // through another architecture's entry point (such as int 0x80 on x86-64),
-// because the policy above names native system call numbers only, and
-// ENOSYS for clone3, whose flags a filter cannot read, so that libc falls
-// back to clone, which the policy checks.
+// because the policy above names native system call numbers only. It
+// returns ENOSYS for clone3, whose flags a filter cannot read, so that libc
+// falls back to clone, which the policy checks.
 func loadArchFilter() error {
 	arch, ok := auditArch[runtime.GOARCH]
 	if !ok {
@@ -115,9 +116,9 @@ func loadArchFilter() error {
 
 // keptCapabilities are the capabilities that sandbox processes keep. They
 // let root inside a sandbox own and change its files, switch users and
-// signal its own processes; everything that reaches beyond the sandbox,
-// such as CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_SYS_MODULE, CAP_SYS_PTRACE,
-// CAP_MKNOD and CAP_DAC_READ_SEARCH, is dropped.
+// signal its own processes. Every capability that reaches beyond the
+// sandbox, such as CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_SYS_MODULE,
+// CAP_SYS_PTRACE, CAP_MKNOD and CAP_DAC_READ_SEARCH, is dropped.
 var keptCapabilities = []uintptr{
 	unix.CAP_CHOWN, unix.CAP_DAC_OVERRIDE, unix.CAP_FOWNER, unix.CAP_FSETID,
 	unix.CAP_KILL, unix.CAP_SETGID, unix.CAP_SETUID, unix.CAP_SETPCAP,
@@ -133,18 +134,20 @@ func dropCapabilities() error {
 	// Capabilities up to 63 are tried, so that ones newer than this
 	// package's constants are dropped too; unknown ones give EINVAL.
 	for c := uintptr(0); c < 64; c++ {
-		if containsCap(keptCapabilities, c) {
+		if slices.Contains(keptCapabilities, c) {
 			continue
 		}
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, c, 0, 0, 0); err != nil && err != unix.EINVAL {
 			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
 		}
 	}
+
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("capget: %w", err)
 	}
+
 	var keep [2]uint32
 	for _, c := range keptCapabilities {
 		keep[c/32] |= 1 << (c % 32)
@@ -155,19 +158,11 @@ func dropCapabilities() error {
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("capset: %w", err)
 	}
-	// Ambient capabilities would survive execve outside the bounding set
-	// rules, so they are cleared.
+
+	// Ambient capabilities are cleared too, so none reaches a command
+	// through execve.
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
 		return fmt.Errorf("clear ambient capabilities: %w", err)
 	}
 	return nil
-}
-
-func containsCap(caps []uintptr, c uintptr) bool {
-	for _, k := range caps {
-		if k == c {
-			return true
-		}
-	}
-	return false
 }

@@ -412,7 +412,7 @@ func (s *spawner) waitStatus(ctx context.Context) error {
 	}
 }
 
-// connect dials the agent until it answers, its init exits or ctx is
+// connect dials the agent until it responds, its init exits or ctx is
 // done. The agent creates its socket within milliseconds of its start.
 func (s *spawner) connect(ctx context.Context) error {
 	socket := filepath.Join(s.dir, runDir, socketName)

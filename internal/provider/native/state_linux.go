@@ -27,8 +27,8 @@ const (
 // by the server's user only.
 type state struct {
 	ID        string            `json:"id"`
-	Image     string            `json:"image"`          // as requested, HostImage for the host view
-	ImageRoot string            `json:"image_root"`     // unpacked image tree; empty for the host view
+	Image     string            `json:"image"`      // as requested, HostImage for the host view
+	ImageRoot string            `json:"image_root"` // unpacked image tree; empty for the host view
 	MemoryMB  int               `json:"memory_mb,omitempty"`
 	VCPUs     int               `json:"vcpus,omitempty"`
 	Env       map[string]string `json:"env,omitempty"`

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -125,6 +126,9 @@ const customHandshakeTimeout = 5 * time.Second
 // server, when providers.custom.base_url is set. A backend that cannot be
 // reached now does not stop the provider from being registered.
 func buildCustom(_ config.Config, settings map[string]any, deps providerDeps) (provider.Provider, error) {
+	if len(settings) == 0 {
+		return nil, errNotConfigured
+	}
 	cfg, err := custom.ParseSettings(settings)
 	if err != nil {
 		return nil, err
@@ -134,6 +138,10 @@ func buildCustom(_ config.Config, settings map[string]any, deps providerDeps) (p
 	defer cancel()
 	return custom.New(ctx, cfg)
 }
+
+// errNotConfigured is returned by a factory whose provider works only with
+// settings that the configuration does not have. It is not worth a warning.
+var errNotConfigured = errors.New("not configured")
 
 // registerProviders constructs every provider and registers those that
 // could be built.
@@ -158,6 +166,10 @@ func registerProviders(reg *orchestrator.Registry, cfg config.Config, deps provi
 			p, err = f.buildWithDeps(cfg, cfg.Providers[f.name], deps)
 		} else {
 			p, err = f.build(cfg, cfg.Providers[f.name])
+		}
+		if errors.Is(err, errNotConfigured) {
+			log.Debug("provider not configured", "provider", f.name)
+			continue
 		}
 		if err != nil {
 			log.Warn("provider not available", "provider", f.name, "error", err)

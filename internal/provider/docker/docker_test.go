@@ -625,8 +625,10 @@ func TestStatsAndLogs(t *testing.T) {
 	if stats.Pids < 2 {
 		t.Errorf("Pids = %d while a command runs, want at least 2", stats.Pids)
 	}
-	if stats.CPUPercent < 20 || stats.CPUPercent > 130 {
-		t.Errorf("CPUPercent = %.1f during a busy loop in a 1-CPU sandbox, want 20 to 130", stats.CPUPercent)
+	// The loop competes with whatever else the host runs, so the lower
+	// bound only separates a measured loop from none.
+	if stats.CPUPercent < 5 || stats.CPUPercent > 130 {
+		t.Errorf("CPUPercent = %.1f during a busy loop in a 1-CPU sandbox, want 5 to 130", stats.CPUPercent)
 	}
 
 	lines, err := p.Logs(t.Context(), "measured", 0)

@@ -3,11 +3,14 @@ package docker
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/stacyvm/stacyvm/internal/provider"
 )
 
 // Logs returns up to the last lines lines of the container's log, which is
@@ -15,6 +18,9 @@ import (
 // its errors. lines <= 0 returns all of it. The log of a stopped container
 // is returned too, because it shows why the container stopped.
 func (p *Provider) Logs(ctx context.Context, id string, lines int) ([]string, error) {
+	if !validID.MatchString(id) {
+		return nil, fmt.Errorf("docker: sandbox %q: %w", id, provider.ErrSandboxNotFound)
+	}
 	info, err := p.inspect(ctx, id)
 	if err != nil {
 		return nil, err

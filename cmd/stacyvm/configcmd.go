@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -65,15 +66,14 @@ func (a *app) validateConfig(cmd *cobra.Command, file string) error {
 	}
 
 	cfg, err := config.Load(config.LoadOptions{File: file, Flags: flags})
-	var problems []error
-	if err != nil {
-		problems = flatten(err)
-	} else {
-		problems = append(flatten(cfg.Validate()), checkProviderNames(cfg)...)
-		for _, name := range unknownProviderSections(cfg) {
-			fmt.Fprintf(a.stderr, "warning: providers.%s configures a provider that this build does not have; "+
-				"known providers: %s\n", name, strings.Join(knownProviders(), ", "))
-		}
+	// Load returns what it could read beside its problems, so the value
+	// checks run on that too and every problem is reported at once.
+	problems := flatten(err)
+	problems = append(problems, flatten(cfg.Validate())...)
+	problems = append(problems, checkProviderNames(cfg)...)
+	for _, name := range unknownProviderSections(cfg) {
+		fmt.Fprintf(a.stderr, "warning: providers.%s configures a provider that this build does not have; "+
+			"known providers: %s\n", name, strings.Join(knownProviders(), ", "))
 	}
 
 	if len(problems) > 0 {
@@ -81,8 +81,8 @@ func (a *app) validateConfig(cmd *cobra.Command, file string) error {
 		for i, p := range problems {
 			lines[i] = "  - " + p.Error()
 		}
-		return &exitError{code: exitUsage, err: fmt.Errorf("configuration is invalid (%d problems):\n%s",
-			len(problems), strings.Join(lines, "\n"))}
+		return &exitError{code: exitUsage, err: fmt.Errorf("configuration is invalid (%s):\n%s",
+			plural(len(problems), "problem"), strings.Join(lines, "\n"))}
 	}
 	fmt.Fprintf(a.stdout, "configuration is valid (%s)\n", configSource(file))
 	return nil
@@ -152,4 +152,12 @@ func configSource(file string) string {
 		return "file ./" + config.DefaultFile
 	}
 	return "no file; defaults, environment and flags"
+}
+
+// plural returns n and the noun, with an "s" unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }

@@ -105,3 +105,29 @@ func cliEnv(t *testing.T, env []string, args ...string) result {
 	}
 	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
 }
+
+// A file with an unknown key and a value of the wrong type still has its
+// other values checked, so one run lists every problem.
+func TestConfigValidateReportsParseAndValueProblems(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "stacyvm.yaml")
+	content := "listen: nowhere\n" +
+		"limits:\n  max_memroy: 5\n  default_exec_timeout: sixty\n  max_vcpus: -2\n"
+	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	r := cli(t, "", nil, "config", "validate", "--config", file)
+	if r.code != 2 {
+		t.Errorf("exit code %d, want 2", r.code)
+	}
+	for _, want := range []string{
+		"max_memroy",
+		"sixty",
+		`listen "nowhere" is invalid`,
+		"limits.max_vcpus",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+}

@@ -133,6 +133,11 @@ func envName(key string) string {
 // Load builds the configuration from, in increasing precedence: Default(),
 // the YAML file, the environment and opts.Flags. It fills in DataDir when
 // no layer sets it. Load does not validate; call Validate on the result.
+//
+// A layer with problems (an unknown key, a value of the wrong type) does
+// not stop the others: Load returns every such problem joined, together
+// with the configuration built from what could be read, so that a caller
+// can also report what Validate finds in it.
 func Load(opts LoadOptions) (Config, error) {
 	environ := opts.Environ
 	if environ == nil {
@@ -150,17 +155,10 @@ func Load(opts LoadOptions) (Config, error) {
 	if file == "" {
 		file, required = DefaultFile, false
 	}
-	if err := loadFile(&cfg, file, required); err != nil {
-		return Config{}, err
-	}
-
-	if err := applyEnv(&cfg, env); err != nil {
-		return Config{}, err
-	}
-	if err := applyFlags(&cfg, opts.Flags); err != nil {
-		return Config{}, err
-	}
-	return cfg, nil
+	errs := []error{loadFile(&cfg, file, required)}
+	errs = append(errs, applyEnv(&cfg, env))
+	errs = append(errs, applyFlags(&cfg, opts.Flags))
+	return cfg, errors.Join(errs...)
 }
 
 func parseEnviron(environ []string) map[string]string {
@@ -214,13 +212,12 @@ func loadFile(cfg *Config, path string, required bool) error {
 		}
 		return fmt.Errorf("config file %s: %w", path, err)
 	}
-	if err := checkKeys(path, &doc); err != nil {
-		return err
-	}
+	keysErr := checkKeys(path, &doc)
+	var decodeErr error
 	if err := doc.Decode(cfg); err != nil {
-		return fmt.Errorf("config file %s: %w", path, err)
+		decodeErr = fmt.Errorf("config file %s: %w", path, err)
 	}
-	return nil
+	return errors.Join(keysErr, decodeErr)
 }
 
 // checkKeys reports every key in the document that Config does not define,

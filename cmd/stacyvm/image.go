@@ -417,7 +417,7 @@ func openLocalStore(cmd *cobra.Command, flags *imageFlags) (*image.Store, error)
 	// serve creates the data directory readable only by its user, and so
 	// does this when the store is the first thing in it.
 	if cfg.Images.Dir == "" {
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
 			return nil, fmt.Errorf("create data directory: %w; set another with --data-dir", err)
 		}
 	}

@@ -189,21 +189,34 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *server,
 	return s, nil
 }
 
-// prepareDataDir creates the data directory, readable only by this user
-// because it holds the database and every sandbox's files.
+// prepareDataDir creates the data directory and the database file. Other
+// users may traverse the directory but not list it (0711), because the
+// proot provider runs each sandbox as its own user, which must reach the
+// image trees and its workspace below it. The database and the directories
+// of the other providers stay private to this user.
 func prepareDataDir(dir string, log *slog.Logger) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return fmt.Errorf("create data directory: %w; set another with --data-dir or data_dir", err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "providers"), 0o711); err != nil {
 		return fmt.Errorf("create data directory: %w; set another with --data-dir or data_dir", err)
 	}
 	info, err := os.Stat(dir)
 	if err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	if info.Mode().Perm()&0o077 != 0 {
-		log.Warn("data directory is accessible to other users; restrict it with chmod 700",
+	if info.Mode().Perm()&0o066 != 0 {
+		log.Warn("data directory is readable or writable by other users; restrict it with chmod 711",
 			"path", dir, "mode", fmt.Sprintf("%04o", info.Mode().Perm()))
 	}
-	return nil
+
+	// SQLite gives its -wal and -shm files the mode of the database file,
+	// so creating that file private keeps all three private.
+	db, err := os.OpenFile(filepath.Join(dir, "stacyvm.db"), os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("create database file: %w", err)
+	}
+	return db.Close()
 }
 
 // newRegistry registers the providers and checks that a named default

@@ -82,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 // serve runs the agent until a SIGTERM or SIGINT has been handled or the
 // listener fails.
 func serve(opts options, log *slog.Logger) error {
+	reserveThreads(spareThreads)
 	if err := becomeSubreaper(); err != nil {
 		log.Warn("cannot become a child subreaper; descendants that call setsid are reparented away from the agent", "error", err)
 	}

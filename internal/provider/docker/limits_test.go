@@ -233,8 +233,9 @@ func waitQuiet(t *testing.T, p *Provider, id string) {
 		if err != nil {
 			t.Fatalf("Stats: %v", err)
 		}
-		// The agent and its Go runtime threads count, up to about 10.
-		if stats.Pids <= 16 {
+		// The agent's threads count too: 16 kept idle from its start for
+		// when the pids limit is exhausted, plus up to about 10 more.
+		if stats.Pids <= 28 {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestSpawnListInspectKill(t *testing.T) {
@@ -260,6 +261,81 @@ func TestFilesMkdirRemove(t *testing.T) {
 	}
 }
 
+func TestFilesSandboxPathForms(t *testing.T) {
+	srv := startServe(t, t.TempDir())
+	id := spawnID(t, srv.url)
+	other := spawnID(t, srv.url)
+
+	mustCLI(t, srv.url, "files", "mkdir", id+":/workspace/a/b", id+":c")
+	if got := mustCLI(t, srv.url, "files", "ls", id+":"); got != "a/\nc/\n" {
+		t.Errorf("ls ID: got %q, want %q", got, "a/\nc/\n")
+	}
+	if got := mustCLI(t, srv.url, "files", "ls", id+":/workspace/a"); got != "b/\n" {
+		t.Errorf("ls ID:PATH: got %q, want %q", got, "b/\n")
+	}
+	if got := mustCLI(t, srv.url, "files", "ls", id, "a"); got != "b/\n" {
+		t.Errorf("ls ID PATH: got %q, want %q", got, "b/\n")
+	}
+
+	if r := cli(t, srv.url, []byte("hello\n"), "files", "cp", "-", id+":c/hello.txt"); r.code != 0 {
+		t.Fatalf("cp - : code %d stderr %q", r.code, r.stderr)
+	}
+	if got := mustCLI(t, srv.url, "files", "cat", id+":/workspace/c/hello.txt"); got != "hello\n" {
+		t.Errorf("cat ID:PATH: got %q, want %q", got, "hello\n")
+	}
+	if got := mustCLI(t, srv.url, "files", "cat", id+":c/hello.txt"); got != "hello\n" {
+		t.Errorf("cat ID:relative path: got %q, want %q", got, "hello\n")
+	}
+
+	// Each ID:PATH argument names its own sandbox.
+	mustCLI(t, srv.url, "files", "mkdir", id+":/workspace/d", other+":/workspace/d")
+	if got := mustCLI(t, srv.url, "files", "ls", other+":"); got != "d/\n" {
+		t.Errorf("ls of the second sandbox after mkdir: got %q, want %q", got, "d/\n")
+	}
+
+	mustCLI(t, srv.url, "files", "rm", id+":/workspace/c/hello.txt", id+":d")
+	mustCLI(t, srv.url, "files", "rm", "-r", id+":/workspace/a")
+	if got := mustCLI(t, srv.url, "files", "ls", id); got != "c/\n" {
+		t.Errorf("ls after rm ID:PATH: got %q, want %q", got, "c/\n")
+	}
+}
+
+func TestExtendDurationArgument(t *testing.T) {
+	srv := startServe(t, t.TempDir())
+	id := spawnID(t, srv.url, "--ttl", "10m")
+
+	out := mustCLI(t, srv.url, "extend", id, "1h", "-o", "json")
+	var sb map[string]any
+	if err := json.Unmarshal([]byte(out), &sb); err != nil {
+		t.Fatalf("extend -o json printed invalid JSON: %v", err)
+	}
+	expires, _ := sb["expires_at"].(string)
+	at, err := time.Parse(time.RFC3339, expires)
+	if err != nil {
+		t.Fatalf("extend -o json: expires_at %q: %v", expires, err)
+	}
+	if left := time.Until(at); left < 50*time.Minute || left > 61*time.Minute {
+		t.Errorf("extend ID 1h: expiry in %s, want about 1h", left)
+	}
+}
+
+func TestServerWithoutScheme(t *testing.T) {
+	srv := startServe(t, t.TempDir())
+	id := spawnID(t, srv.url)
+	hostPort := strings.TrimPrefix(srv.url, "http://")
+
+	if r := cli(t, srv.url, nil, "--server", hostPort, "ls", "-q"); r.code != 0 || r.stdout != id+"\n" {
+		t.Errorf("--server %s: got code %d stdout %q stderr %q, want 0 and %s", hostPort, r.code, r.stdout, r.stderr, id)
+	}
+	if r := cli(t, hostPort, nil, "ls", "-q"); r.code != 0 || r.stdout != id+"\n" {
+		t.Errorf("STACYVM_SERVER=%s: got code %d stdout %q stderr %q, want 0 and %s", hostPort, r.code, r.stdout, r.stderr, id)
+	}
+	localhost := strings.Replace(hostPort, "127.0.0.1", "localhost", 1)
+	if r := cli(t, srv.url, nil, "--server", localhost, "ls", "-q"); r.code != 0 {
+		t.Errorf("--server %s: got code %d stderr %q, want 0", localhost, r.code, r.stderr)
+	}
+}
+
 func TestVersionCommand(t *testing.T) {
 	srv := startServe(t, t.TempDir())
 
@@ -286,6 +362,20 @@ func TestClientUsageErrors(t *testing.T) {
 		{"bad pair", []string{"spawn", "--meta", "novalue"}, "use KEY=VALUE"},
 		{"cp between two local paths", []string{"files", "cp", "a", "b"}, "exactly one of SRC and DST"},
 		{"bad output", []string{"ls", "-o", "yaml"}, `invalid --output "yaml"`},
+		{"negative memory", []string{"spawn", "--memory", "-5"}, "invalid --memory -5"},
+		{"negative cpus", []string{"spawn", "--cpus", "-1"}, "invalid --cpus -1"},
+		{"negative memory with template", []string{"spawn", "--template", "python", "--memory", "-5"}, "invalid --memory -5"},
+		{"negative cpus in templates spawn", []string{"templates", "spawn", "python", "--cpus", "-2"}, "invalid --cpus -2"},
+		{"extend without duration", []string{"extend", "sb-abc"}, "give it after the ID or with --ttl"},
+		{"extend with two durations", []string{"extend", "sb-abc", "1h", "--ttl", "2h"}, "duration given twice"},
+		{"extend without unit", []string{"extend", "sb-abc", "90"}, `invalid duration "90"`},
+		{"extend with zero ttl", []string{"extend", "sb-abc", "--ttl", "0s"}, "invalid --ttl 0s"},
+		{"ls with path twice", []string{"files", "ls", "sb-abc:/workspace", "/tmp"}, "give the directory once"},
+		{"cat without path", []string{"files", "cat", "sb-abc"}, `missing PATH after sandbox ID "sb-abc"`},
+		{"cat with empty path", []string{"files", "cat", "sb-abc:"}, `missing path in "sb-abc:"`},
+		{"cat of two files", []string{"files", "cat", "sb-abc:a", "sb-abc:b"}, "prints one file"},
+		{"rm mixing path forms", []string{"files", "rm", "sb-abc:/workspace/a", "/workspace/b"}, `invalid argument "/workspace/b"`},
+		{"mkdir without path", []string{"files", "mkdir", "sb-abc"}, "missing PATH"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

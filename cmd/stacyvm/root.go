@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -98,7 +99,7 @@ func (a *app) newRootCommand() *cobra.Command {
 	})
 
 	flags := root.PersistentFlags()
-	flags.String("server", defaultServer, "URL of the StacyVM server (env "+envServer+")")
+	flags.String("server", defaultServer, "URL of the StacyVM server; a bare host:port means http://host:port (env "+envServer+")")
 	flags.String("api-key", "", "API key that clients send and that serve requires (env "+envAPIKey+")")
 
 	root.AddCommand(
@@ -126,12 +127,24 @@ func (a *app) newRootCommand() *cobra.Command {
 // the environment. A flag set on the command line wins over the
 // environment.
 func (a *app) client(cmd *cobra.Command) (*client.Client, error) {
-	server := flagOrEnv(cmd, "server", envServer)
+	server := withDefaultScheme(flagOrEnv(cmd, "server", envServer))
 	c, err := client.New(server, client.WithAPIKey(flagOrEnv(cmd, "api-key", envAPIKey)))
 	if err != nil {
 		return nil, usageError(fmt.Errorf("--server: %w", err))
 	}
 	return c, nil
+}
+
+// withDefaultScheme prefixes server with http:// when it has no scheme, so
+// that a bare host:port such as 127.0.0.1:7423 works. Without the prefix,
+// net/url reads "localhost:7423" as scheme "localhost" and rejects
+// "127.0.0.1:7423" outright.
+func withDefaultScheme(server string) string {
+	server = strings.TrimSpace(server)
+	if server == "" || strings.Contains(server, "://") {
+		return server
+	}
+	return "http://" + server
 }
 
 // flagOrEnv returns the flag's value when it was set, else the environment
@@ -170,7 +183,8 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 }
 
 // describe formats err for people: an API error shows its message and
-// request ID instead of its code, and an unreachable server gets a hint.
+// request ID instead of its code, and a rejected API key and an unreachable
+// server get a hint.
 func describe(err error) string {
 	msg := err.Error()
 
@@ -179,6 +193,12 @@ func describe(err error) string {
 		msg = strings.Replace(msg, apiErr.Error(), apiErr.Message, 1)
 		if apiErr.RequestID != "" {
 			msg += " (request_id " + apiErr.RequestID + ")"
+		}
+		// The server's 401 message names HTTP headers, so add how this CLI
+		// sends the key. A 403 is left alone because the server also uses
+		// it for permission errors on sandbox paths.
+		if apiErr.StatusCode == http.StatusUnauthorized {
+			msg += ". Pass the API key with --api-key or set " + envAPIKey
 		}
 		return msg
 	}

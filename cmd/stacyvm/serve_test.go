@@ -110,6 +110,15 @@ func TestServeAPIKey(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "API key") {
 		t.Errorf("ls without a key: got code %d stderr %q, want 1 and a message about the API key", r.code, r.stderr)
 	}
+	for _, want := range []string{"--api-key", "STACYVM_API_KEY"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("ls without a key: stderr %q lacks the hint %q", r.stderr, want)
+		}
+	}
+	r = cli(t, srv.url, nil, "--api-key", "wrong", "ls")
+	if r.code != 1 || !strings.Contains(r.stderr, "--api-key") {
+		t.Errorf("ls with a wrong key: got code %d stderr %q, want 1 and the --api-key hint", r.code, r.stderr)
+	}
 	if r := cli(t, srv.url, nil, "--api-key", "s3cret", "ls"); r.code != 0 {
 		t.Errorf("ls with --api-key: got code %d stderr %q, want 0", r.code, r.stderr)
 	}

@@ -38,6 +38,9 @@ func (a *app) newSpawnCommand() *cobra.Command {
 			if req.TTL < 0 {
 				return usageError(fmt.Errorf("invalid --ttl %s: use a positive duration such as 30m", req.TTL))
 			}
+			if err := checkResourceFlags(req.MemoryMB, req.VCPUs); err != nil {
+				return err
+			}
 
 			c, err := a.client(cmd)
 			if err != nil {
@@ -86,4 +89,17 @@ func parsePairs(flag string, pairs []string) (map[string]string, error) {
 		m[key] = value
 	}
 	return m, nil
+}
+
+// checkResourceFlags rejects a negative --memory or --cpus, which the server
+// would reject too. 0, the flags' default, means the server's or the
+// template's value.
+func checkResourceFlags(memoryMB, vcpus int) error {
+	if memoryMB < 0 {
+		return usageError(fmt.Errorf("invalid --memory %d: use a positive size in MiB, or leave the flag out for the default", memoryMB))
+	}
+	if vcpus < 0 {
+		return usageError(fmt.Errorf("invalid --cpus %d: use a positive number of CPUs, or leave the flag out for the default", vcpus))
+	}
+	return nil
 }

@@ -332,6 +332,9 @@ func templateOverrides(cmd *cobra.Command) (client.TemplateSpawnRequest, error) 
 	if req.SetupTimeout < 0 {
 		return req, usageError(fmt.Errorf("invalid --setup-timeout %s: use a positive duration such as 5m", req.SetupTimeout))
 	}
+	if err := checkResourceFlags(req.MemoryMB, req.VCPUs); err != nil {
+		return req, err
+	}
 	meta, _ := f.GetStringArray("meta")
 	env, _ := f.GetStringArray("env")
 	var err error

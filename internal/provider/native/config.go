@@ -22,11 +22,11 @@ import (
 	"maps"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/stacyvm/stacyvm/internal/image"
 	"github.com/stacyvm/stacyvm/internal/provider"
+	"github.com/stacyvm/stacyvm/internal/provider/settings"
 )
 
 // Name is the registry name of the native provider.
@@ -127,22 +127,22 @@ var settingKeys = []string{"agent_path", "cgroup_parent", "default_image", "pids
 // server configuration: state_dir, default_image, agent_path,
 // cgroup_parent and pids_limit. Numbers may be given as strings, as
 // environment variables give them. It reports every invalid key at once.
-func (c *Config) ParseSettings(settings map[string]any) error {
+func (c *Config) ParseSettings(section map[string]any) error {
 	var errs []error
-	for _, key := range slices.Sorted(maps.Keys(settings)) {
-		value := settings[key]
+	for _, key := range slices.Sorted(maps.Keys(section)) {
+		value := section[key]
 		var err error
 		switch key {
 		case "state_dir":
-			c.StateDir, err = stringSetting(value)
+			c.StateDir, err = settings.String(value)
 		case "default_image":
-			c.DefaultImage, err = stringSetting(value)
+			c.DefaultImage, err = settings.String(value)
 		case "agent_path":
-			c.AgentPath, err = stringSetting(value)
+			c.AgentPath, err = settings.String(value)
 		case "cgroup_parent":
-			c.CgroupParent, err = stringSetting(value)
+			c.CgroupParent, err = settings.String(value)
 		case "pids_limit":
-			c.PidsLimit, err = intSetting(value)
+			c.PidsLimit, err = settings.Int(value)
 		default:
 			err = fmt.Errorf("unknown key; known keys are %s", strings.Join(settingKeys, ", "))
 		}
@@ -154,35 +154,4 @@ func (c *Config) ParseSettings(settings map[string]any) error {
 		return fmt.Errorf("native: invalid settings: %w: %w", provider.ErrInvalidArgument, err)
 	}
 	return nil
-}
-
-func stringSetting(v any) (string, error) {
-	s, ok := v.(string)
-	if !ok {
-		return "", fmt.Errorf("want a string, got %T", v)
-	}
-	return s, nil
-}
-
-func intSetting(v any) (int, error) {
-	switch n := v.(type) {
-	case int:
-		return n, nil
-	case int64:
-		return int(n), nil
-	case uint64:
-		return int(n), nil
-	case float64:
-		if n != float64(int(n)) {
-			return 0, fmt.Errorf("want a whole number, got %v", n)
-		}
-		return int(n), nil
-	case string:
-		i, err := strconv.Atoi(n)
-		if err != nil {
-			return 0, fmt.Errorf("want a whole number, got %q", n)
-		}
-		return i, nil
-	}
-	return 0, fmt.Errorf("want a whole number, got %T", v)
 }

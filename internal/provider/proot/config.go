@@ -13,6 +13,7 @@ import (
 
 	"github.com/stacyvm/stacyvm/internal/image"
 	"github.com/stacyvm/stacyvm/internal/provider"
+	"github.com/stacyvm/stacyvm/internal/provider/settings"
 )
 
 // Defaults of the Config fields.
@@ -118,24 +119,24 @@ var settingKeys = []string{"binary", "default_image", "agent_path", "uid_start",
 // uid_count and fake_root. Values may be strings, as environment variables
 // give them, or YAML numbers and booleans. Unknown keys and values of the
 // wrong type are reported together.
-func (c *Config) ParseSettings(settings map[string]any) error {
+func (c *Config) ParseSettings(section map[string]any) error {
 	var errs []error
-	for _, key := range slices.Sorted(maps.Keys(settings)) {
-		value := settings[key]
+	for _, key := range slices.Sorted(maps.Keys(section)) {
+		value := section[key]
 		var err error
 		switch key {
 		case "binary":
-			c.Binary, err = stringSetting(value)
+			c.Binary, err = settings.String(value)
 		case "default_image":
-			c.DefaultImage, err = stringSetting(value)
+			c.DefaultImage, err = settings.String(value)
 		case "agent_path":
-			c.AgentPath, err = stringSetting(value)
+			c.AgentPath, err = settings.String(value)
 		case "uid_start":
-			c.UIDStart, err = intSetting(value)
+			c.UIDStart, err = settings.Int(value)
 		case "uid_count":
-			c.UIDCount, err = intSetting(value)
+			c.UIDCount, err = settings.Int(value)
 		case "fake_root":
-			c.FakeRoot, err = boolSetting(value)
+			c.FakeRoot, err = settings.Bool(value)
 		default:
 			err = fmt.Errorf("unknown key; known keys are %s", strings.Join(settingKeys, ", "))
 		}
@@ -147,51 +148,6 @@ func (c *Config) ParseSettings(settings map[string]any) error {
 		return fmt.Errorf("proot: invalid settings: %w: %w", provider.ErrInvalidArgument, err)
 	}
 	return nil
-}
-
-func stringSetting(v any) (string, error) {
-	s, ok := v.(string)
-	if !ok {
-		return "", fmt.Errorf("want a string, got %T", v)
-	}
-	return s, nil
-}
-
-func intSetting(v any) (int, error) {
-	switch n := v.(type) {
-	case int:
-		return n, nil
-	case int64:
-		return int(n), nil
-	case uint64:
-		return int(n), nil
-	case float64:
-		if n != math.Trunc(n) {
-			return 0, fmt.Errorf("want a whole number, got %v", n)
-		}
-		return int(n), nil
-	case string:
-		i, err := strconv.Atoi(n)
-		if err != nil {
-			return 0, fmt.Errorf("want a whole number, got %q", n)
-		}
-		return i, nil
-	}
-	return 0, fmt.Errorf("want a whole number, got %T", v)
-}
-
-func boolSetting(v any) (bool, error) {
-	switch b := v.(type) {
-	case bool:
-		return b, nil
-	case string:
-		parsed, err := strconv.ParseBool(b)
-		if err != nil {
-			return false, fmt.Errorf("want true or false, got %q", b)
-		}
-		return parsed, nil
-	}
-	return false, fmt.Errorf("want true or false, got %T", v)
 }
 
 // socketPath returns the host path of the socket of agent n of the

@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
-	"golang.org/x/sys/unix"
 
 	"github.com/stacyvm/stacyvm/internal/agent"
 	"github.com/stacyvm/stacyvm/internal/provider"
@@ -222,19 +220,4 @@ func (p *Provider) stoppedBeforeAgent(ctx context.Context, id, containerID strin
 	lines, _ := p.containerLogs(ctx, containerID, 10)
 	return fmt.Errorf("docker: sandbox %s: the container stopped (%s, exit code %d) before its agent responded; its last log lines: %q: %w",
 		id, state.Status, state.ExitCode, strings.Join(lines, "\n"), provider.ErrUnavailable)
-}
-
-// socketDialer returns a Dialer for the agent socket in the host directory
-// dir. It connects through /proc/self/fd, so the address stays within the
-// 107 bytes a unix socket address may have however long dir is.
-func socketDialer(dir string) agent.Dialer {
-	return func(ctx context.Context) (net.Conn, error) {
-		fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", dir, err)
-		}
-		defer unix.Close(fd)
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", fmt.Sprintf("/proc/self/fd/%d/%s", fd, socketName))
-	}
 }

@@ -114,8 +114,9 @@ const maxCrashLines = 2000
 const threadFailure = "runtime: failed to create new OS thread"
 
 // stopReason returns the exit reason of a command during which its
-// container stopped: "oom" when the OOM killer stopped it, "pids" when the
-// agent exited because the pids limit left it no thread, else "".
+// container stopped: "oom" when the OOM killer stopped it or it was killed
+// by SIGKILL, "pids" when the agent exited because the pids limit left it no
+// thread, else "".
 func stopReason(state *container.State, logLines []string) string {
 	if state.OOMKilled {
 		return provider.ExitOOM
@@ -124,6 +125,14 @@ func stopReason(state *container.State, logLines []string) string {
 		if strings.HasPrefix(line, threadFailure) {
 			return provider.ExitPids
 		}
+	}
+	// NOTE: with runsc the engine does not always set OOMKilled when the
+	// host's OOM killer ends the sandbox, and the container's cgroup and
+	// its counters are gone by then. A SIGKILL (exit 137) that StacyVM did
+	// not send, during a command, is taken as the memory limit: that is an
+	// inference, not a reading.
+	if state.ExitCode == 137 {
+		return provider.ExitOOM
 	}
 	return ""
 }

@@ -47,6 +47,14 @@ type initConfig struct {
 	Agent    string      `json:"agent"`             // agent binary
 	Cgroups  cgroupPaths `json:"cgroups"`
 	Env      []string    `json:"env"` // the agent's environment, which commands inherit
+
+	// Rootless is set when the step runs in a user namespace of its own,
+	// where /proc and /sys must be mounted while the host's are visible.
+	Rootless bool `json:"rootless,omitempty"`
+
+	// NprocLimit, when positive, is the RLIMIT_NPROC of the agent, the
+	// process bound of sandboxes without a pids cgroup.
+	NprocLimit int `json:"nproc_limit,omitempty"`
 }
 
 // init runs the setup step when this binary was started as one. The step
@@ -85,6 +93,7 @@ func runInit() error {
 		{"build root file system", buildRoot},
 		{"drop capabilities", func(initConfig) error { return dropCapabilities() }},
 		{"install seccomp filter", func(initConfig) error { return installSeccomp() }},
+		{"limit processes", limitProcesses},
 	}
 	for _, step := range steps {
 		if err := step.run(cfg); err != nil {
@@ -133,4 +142,16 @@ func loopbackUp() error {
 	}
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// limitProcesses sets RLIMIT_NPROC to cfg.NprocLimit, when it is set. The
+// kernel counts the tasks (threads included) of the real user ID, and
+// since Linux 5.14 it counts them per user namespace, so each rootless
+// sandbox gets its own count.
+func limitProcesses(cfg initConfig) error {
+	if cfg.NprocLimit <= 0 {
+		return nil
+	}
+	limit := uint64(cfg.NprocLimit)
+	return unix.Setrlimit(unix.RLIMIT_NPROC, &unix.Rlimit{Cur: limit, Max: limit})
 }

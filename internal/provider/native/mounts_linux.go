@@ -150,6 +150,17 @@ func planMounts(cfg initConfig) (*rootPlan, error) {
 		writable = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV
 	)
 
+	if cfg.Rootless {
+		// In a user namespace the kernel mounts a new proc or sysfs only
+		// while the namespace also holds a fully visible one, so these are
+		// created before pivot_root detaches the host's.
+		if err := plan.create("proc", "/proc", unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC); err != nil {
+			return plan, err
+		}
+		if err := plan.create("sysfs", "/sys", readOnly|unix.MOUNT_ATTR_NOEXEC); err != nil {
+			return plan, err
+		}
+	}
 	if err := plan.clone(cfg.Run, "/run/stacyvm", writable|unix.MOUNT_ATTR_NOEXEC, false); err != nil {
 		return plan, err
 	}
@@ -225,6 +236,26 @@ func (p *rootPlan) clone(src, target string, attrs uint64, recursive bool) error
 		return fmt.Errorf("stat %s: %w", src, err)
 	}
 	p.mounts[len(p.mounts)-1].dir = st.Mode&unix.S_IFMT == unix.S_IFDIR
+	return nil
+}
+
+// create makes a detached mount of a new file system of type fsType,
+// such as proc, with the mount attributes attrs. Proc and sysfs take the
+// PID and network namespace of the caller, so of the sandbox.
+func (p *rootPlan) create(fsType, target string, attrs int) error {
+	fsfd, err := unix.Fsopen(fsType, unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("open file system %s: %w", fsType, err)
+	}
+	defer unix.Close(fsfd)
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return fmt.Errorf("create file system %s: %w", fsType, err)
+	}
+	fd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, attrs)
+	if err != nil {
+		return fmt.Errorf("mount file system %s: %w", fsType, err)
+	}
+	p.mounts = append(p.mounts, detached{fd: fd, target: target, dir: true})
 	return nil
 }
 

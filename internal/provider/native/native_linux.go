@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/stacyvm/stacyvm/internal/agent"
 	"github.com/stacyvm/stacyvm/internal/provider"
 )
@@ -24,8 +26,12 @@ var validID = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
 type Provider struct {
 	cfg     Config
 	log     *slog.Logger
-	cgroups *cgroupHost // nil when cgroupErr is set
+	cgroups *cgroupHost // nil when cgErr is set or limits are not enforced
 	cgErr   error
+
+	// unlimited is set in rootless mode without cgroups, where memory, pids
+	// and CPU limits are not enforced.
+	unlimited bool
 
 	mu         sync.Mutex
 	sandboxes  map[string]*sandbox // attached sandboxes by ID
@@ -71,9 +77,15 @@ func New(cfg Config) (*Provider, error) {
 		loadFlight: map[string]chan struct{}{},
 	}
 	p.cgroups, p.cgErr = detectCgroups()
-	if os.Geteuid() == 0 {
-		p.cleanOrphans(context.Background())
+	if rootless() {
+		// TODO: use a delegated cgroup v2 subtree when the server's own
+		// cgroup is writable. Until then rootless sandboxes get no cgroups.
+		p.cgroups, p.cgErr, p.unlimited = nil, nil, true
+		p.log.Warn("the server does not run as root, so native sandboxes run in user namespaces without cgroups: "+
+			"memory and CPU limits are not enforced, and the process count is bounded only by RLIMIT_NPROC",
+			"uid", os.Geteuid(), "rlimit_nproc", cfg.PidsLimit)
 	}
+	p.cleanOrphans(context.Background())
 	return p, nil
 }
 
@@ -82,6 +94,12 @@ func (p *Provider) Name() string { return Name }
 
 // Capabilities reports namespace isolation without network access.
 func (p *Provider) Capabilities() provider.Capabilities {
+	description := "Runs each sandbox in its own Linux namespaces and cgroups with a pivot_root'ed root, a seccomp filter and no network beyond loopback; no daemon needed."
+	if p.unlimited {
+		description = "Runs each sandbox in its own Linux user, mount, PID, network, UTS, IPC and cgroup namespaces with a pivot_root'ed root, " +
+			"a seccomp filter and no network beyond loopback; no daemon needed. The server does not run as root, so memory, pids and CPU limits " +
+			"are NOT enforced (they need root or a delegated cgroup v2 subtree); only RLIMIT_NPROC bounds the process count."
+	}
 	return provider.Capabilities{
 		Isolation:   "namespaces",
 		Isolated:    true,
@@ -89,7 +107,7 @@ func (p *Provider) Capabilities() provider.Capabilities {
 		Inventory:   true,
 		Stats:       true,
 		Logs:        true,
-		Description: "Runs each sandbox in its own Linux namespaces and cgroups with a pivot_root'ed root, a seccomp filter and no network beyond loopback; no daemon needed.",
+		Description: description,
 	}
 }
 
@@ -97,19 +115,24 @@ func (p *Provider) Capabilities() provider.Capabilities {
 // wraps ErrUnavailable and names the fix.
 func (p *Provider) Health(ctx context.Context) error {
 	var problems []string
-	if os.Geteuid() != 0 {
-		problems = append(problems, "the server does not run as root, which native sandboxes need to create namespaces, "+
-			"mounts and cgroups; run it as root or use the docker or proot provider")
+	if rootless() {
+		if err := checkUserNamespaces(); err != nil {
+			problems = append(problems, err.Error())
+		}
 	}
-	if _, err := p.agentPath(); err != nil {
+	if agentPath, err := p.agentPath(); err != nil {
 		problems = append(problems, err.Error())
+	} else if rootless() {
+		if err := unix.Access(agentPath, unix.R_OK|unix.X_OK); err != nil {
+			problems = append(problems, fmt.Sprintf("agent binary %s is not readable and executable by uid %d: %v", agentPath, os.Geteuid(), err))
+		}
 	}
 	if err := checkFilesystem("overlay"); err != nil {
 		problems = append(problems, err.Error())
 	}
 	if p.cgErr != nil {
 		problems = append(problems, fmt.Sprintf("cgroups: %v; mount the cgroup file systems at /sys/fs/cgroup", p.cgErr))
-	} else if os.Geteuid() == 0 {
+	} else if p.cgroups != nil {
 		for _, dir := range p.cgroups.parentDirs(p.cfg.CgroupParent) {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				problems = append(problems, fmt.Sprintf("cannot create cgroup %s: %v; mount the cgroup file systems read-write", dir, err))
@@ -383,7 +406,7 @@ func (p *Provider) removeSandbox(ctx context.Context, dir string, st state) erro
 	if err := st.Cgroups.remove(ctx); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	if err := removeDir(dir); err != nil {
 		return fmt.Errorf("remove %s: %w", dir, err)
 	}
 	return nil

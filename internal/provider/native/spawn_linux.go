@@ -107,8 +107,8 @@ func (p *Provider) checkSpawn(spec provider.SpawnSpec) error {
 			"spawn without network or use the docker provider: %w", provider.ErrInvalidArgument)
 	case spec.MemoryMB < 0 || spec.VCPUs < 0:
 		return fmt.Errorf("native: memory_mb %d and vcpus %d must not be negative: %w", spec.MemoryMB, spec.VCPUs, provider.ErrInvalidArgument)
-	case os.Geteuid() != 0:
-		return fmt.Errorf("native: %w: the server does not run as root; run it as root to spawn native sandboxes", provider.ErrUnavailable)
+	case rootless() && checkUserNamespaces() != nil:
+		return fmt.Errorf("native: %w: %w", provider.ErrUnavailable, checkUserNamespaces())
 	case p.cgErr != nil:
 		return fmt.Errorf("native: %w: cgroups: %w", provider.ErrUnavailable, p.cgErr)
 	}
@@ -235,6 +235,9 @@ func mkdirMode(dir string, mode os.FileMode) error {
 // createCgroups makes the sandbox's cgroups with its limits. A limit whose
 // controller this host lacks fails the spawn rather than being ignored.
 func (s *spawner) createCgroups(context.Context) error {
+	if s.p.unlimited {
+		return nil
+	}
 	limits := cgroupLimits{
 		memoryBytes: int64(s.spec.MemoryMB) << 20,
 		pids:        s.p.cfg.PidsLimit,
@@ -282,6 +285,9 @@ func (s *spawner) startInit(context.Context) error {
 			Setsid:     true,
 			Cloneflags: namespaceFlags,
 		},
+	}
+	if rootless() {
+		userNamespaceAttr(s.cmd.SysProcAttr)
 	}
 	err = s.cmd.Start()
 	configR.Close()
@@ -356,6 +362,10 @@ func (s *spawner) initConfig() initConfig {
 		Agent:    s.agentPath,
 		Cgroups:  s.cgroups,
 		Env:      agentEnv(s.spec.Env),
+		Rootless: rootless(),
+	}
+	if s.p.unlimited {
+		cfg.NprocLimit = s.p.cfg.PidsLimit
 	}
 	if s.imageRoot != "" {
 		cfg.Lower = s.imageRoot

@@ -18,6 +18,10 @@ func (p *Provider) Stats(ctx context.Context, id string) (provider.Stats, error)
 		return provider.Stats{}, err
 	}
 	cg := sb.state.Cgroups
+	if cg.Version == 0 {
+		return provider.Stats{}, fmt.Errorf("native: stats of %s: the sandbox has no cgroups because the server does not run as root: %w",
+			id, provider.ErrNotImplemented)
+	}
 	var stats provider.Stats
 	var errs [4]error
 

@@ -27,6 +27,14 @@ var procMasked = []string{
 // /dev, and /sys read-only with the sandbox's own cgroups under
 // /sys/fs/cgroup.
 func mountSystem(cfg initConfig) error {
+	if cfg.Rootless {
+		// planMounts made /proc and /sys, and a rootless sandbox has no
+		// cgroups.
+		if err := mountDev(); err != nil {
+			return fmt.Errorf("mount /dev: %w", err)
+		}
+		return nil
+	}
 	if err := unix.Mount("proc", "/proc", "proc", noExecFlags, ""); err != nil {
 		return fmt.Errorf("mount /proc: %w", err)
 	}

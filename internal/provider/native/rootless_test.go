@@ -25,11 +25,11 @@ import (
 // as an unprivileged user.
 const (
 	rootlessChildEnv = "STACYVM_NATIVE_ROOTLESS_CHILD" // "1" in the child
-	rootlessDirEnv   = "STACYVM_NATIVE_ROOTLESS_DIR"   // directory with the agent and the state directory
+	rootlessDirEnv   = "STACYVM_NATIVE_ROOTLESS_DIR"   // directory of the agent, the state directory and the image store
 )
 
-// nobody is the unprivileged user and group the child runs as.
-const nobody = 65534
+// nobodyID is the uid and gid of the user nobody, as which the child runs.
+const nobodyID = 65534
 
 // TestRootlessSandbox runs TestRootlessChild as uid and gid 65534, so that
 // the provider spawns a sandbox in a user namespace without root.
@@ -60,7 +60,7 @@ func TestRootlessSandbox(t *testing.T) {
 		if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Chown(filepath.Join(dir, sub), nobody, nobody); err != nil {
+		if err := os.Chown(filepath.Join(dir, sub), nobodyID, nobodyID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -82,7 +82,7 @@ func TestRootlessSandbox(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return os.Lchown(path, nobody, nobody)
+		return os.Lchown(path, nobodyID, nobodyID)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +94,7 @@ func TestRootlessSandbox(t *testing.T) {
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), rootlessChildEnv+"=1", rootlessDirEnv+"="+dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}},
+		Credential: &syscall.Credential{Uid: nobodyID, Gid: nobodyID, Groups: []uint32{}},
 	}
 	out, err := cmd.CombinedOutput()
 	t.Logf("child output:\n%s", out)
@@ -121,7 +121,7 @@ func requireUserNamespaces(t *testing.T) {
 	cmd := exec.Command(unshare, "--user", "--map-root-user", "true")
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}},
+		Credential: &syscall.Credential{Uid: nobodyID, Gid: nobodyID, Groups: []uint32{}},
 	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		skipOrFail(t, "unprivileged user namespaces are unavailable: unshare --user as uid 65534: "+
@@ -147,8 +147,8 @@ func TestRootlessChild(t *testing.T) {
 	if os.Getenv(rootlessChildEnv) != "1" {
 		t.Skip("runs only as the child of TestRootlessSandbox")
 	}
-	if os.Geteuid() != nobody {
-		t.Fatalf("euid = %d, want %d", os.Geteuid(), nobody)
+	if os.Geteuid() != nobodyID {
+		t.Fatalf("euid = %d, want %d", os.Geteuid(), nobodyID)
 	}
 	dir := os.Getenv(rootlessDirEnv)
 	ctx := context.Background()
@@ -157,7 +157,7 @@ func TestRootlessChild(t *testing.T) {
 		t.Fatalf("open image store: %v", err)
 	}
 	if _, err := images.ImportLayout(ctx, minimalImage, filepath.Join(dir, "minimal-layout")); err != nil {
-		t.Fatalf("import %s as uid %d: %v", minimalImage, nobody, err)
+		t.Fatalf("import %s as uid %d: %v", minimalImage, nobodyID, err)
 	}
 	p, err := New(Config{
 		StateDir:  filepath.Join(dir, "state"),
@@ -211,18 +211,33 @@ func TestRootlessChild(t *testing.T) {
 	}
 
 	// /usr is a read-only mount of the host's /usr.
-	res, _, _ := run(t, p, id, 30*time.Second, "touch", "/usr/stacyvm-rootless-probe")
+	res, _, stderr := run(t, p, id, 30*time.Second, "touch", "/usr/stacyvm-rootless-probe")
 	if res.ExitCode == 0 {
 		t.Error("touch /usr/stacyvm-rootless-probe succeeded inside the sandbox, want a read-only /usr")
+	} else if !strings.Contains(stderr, "Read-only file system") {
+		t.Errorf("touch /usr/stacyvm-rootless-probe: stderr %q, want a read-only file system error", stderr)
 	}
 	if _, err := os.Stat("/usr/stacyvm-rootless-probe"); err == nil {
 		t.Error("the sandbox created /usr/stacyvm-rootless-probe on the host")
 	}
-	// The state directory is writable by the server's user on the host,
-	// but no host path outside the sandbox's own directories is visible.
-	res, _, _ = run(t, p, id, 30*time.Second, "ls", dir)
+	// uid 65534 may write the image store directory on the host, but
+	// the sandbox does not see it.
+	outside := filepath.Join(dir, "images", "stacyvm-rootless-probe")
+	res, _, _ = run(t, p, id, 30*time.Second, "touch", outside)
 	if res.ExitCode == 0 {
-		t.Errorf("ls %s succeeded inside the sandbox, want the host's temporary directory hidden", dir)
+		t.Errorf("touch %s succeeded inside the sandbox, want the host path hidden", outside)
+	}
+	if _, err := os.Stat(outside); err == nil {
+		t.Errorf("the sandbox created %s on the host", outside)
+	}
+
+	// More processes than RLIMIT_NPROC allows: the shell fails to fork,
+	// and the sleeps it started stay until Destroy. The image sandbox
+	// below still starts, since the kernel counts per user namespace.
+	res, _, stderr = run(t, p, id, 60*time.Second, "sh", "-c",
+		"n=0; while [ $n -lt 1100 ]; do sleep 30 & n=$((n+1)); done")
+	if res.ExitCode == 0 || !strings.Contains(stderr, "fork") {
+		t.Errorf("starting 1100 processes: exit %d, stderr %q; want a failed fork", res.ExitCode, stderr)
 	}
 
 	t.Run("image", func(t *testing.T) {

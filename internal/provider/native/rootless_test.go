@@ -5,6 +5,7 @@ package native
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -159,12 +160,13 @@ func TestRootlessChild(t *testing.T) {
 	if _, err := images.ImportLayout(ctx, minimalImage, filepath.Join(dir, "minimal-layout")); err != nil {
 		t.Fatalf("import %s as uid %d: %v", minimalImage, nobodyID, err)
 	}
-	p, err := New(Config{
+	cfg := Config{
 		StateDir:  filepath.Join(dir, "state"),
 		AgentPath: filepath.Join(dir, "stacyvm-agent"),
 		Images:    images,
 		Logger:    slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	}
+	p, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -208,6 +210,23 @@ func TestRootlessChild(t *testing.T) {
 	}
 	if got := shell(t, p, id, "cat /workspace/note.txt"); got != content {
 		t.Errorf("cat inside = %q, want %q", got, content)
+	}
+
+	if _, err := p.Stats(ctx, id); !errors.Is(err, provider.ErrNotImplemented) {
+		t.Errorf("Stats error = %v, want ErrNotImplemented for a sandbox without cgroups", err)
+	}
+
+	// A new Provider over the same state directory, as after a restart of
+	// the server, attaches to the running sandbox.
+	restarted, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New after restart: %v", err)
+	}
+	if err := restarted.Recover(ctx, id); err != nil {
+		t.Fatalf("Recover after restart: %v", err)
+	}
+	if got := shell(t, restarted, id, "cat /workspace/note.txt"); got != content {
+		t.Errorf("cat after restart = %q, want %q", got, content)
 	}
 
 	// /usr is a read-only mount of the host's /usr.

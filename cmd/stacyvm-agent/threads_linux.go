@@ -10,11 +10,11 @@ const spareThreads = 16
 
 // reserveThreads makes the Go runtime start n OS threads now and keep them
 // idle. A sandbox's pids limit counts threads, and the runtime aborts the
-// whole process when it needs a new thread and clone fails, which a fork
-// bomb inside the sandbox makes likely. Threads created before the bomb
+// whole process when it needs a new thread and clone fails. A fork bomb
+// inside the sandbox makes that likely. Threads created before the bomb
 // are already counted, and the runtime reuses idle threads before it
 // creates new ones, so the agent keeps serving while the limit is
-// exhausted.
+// exhausted. With n = 16 an idle agent has about 20 threads.
 //
 // NOTE: this lowers the risk, it does not remove it: an agent that needs
 // more than n threads at once under an exhausted pids limit still aborts.

@@ -189,9 +189,10 @@ func (s *server) execBlocking(w http.ResponseWriter, r *http.Request, req orches
 }
 
 // execStream runs the command and streams its output as NDJSON lines. The
-// headers go out as soon as the command starts. A failure before that (bad
-// input, an unknown or stopped sandbox) gets a normal error response; after
-// it, the stream ends with an error line instead of the exit line.
+// headers go out as soon as the command starts. A failure before that, such
+// as bad input or an unknown or stopped sandbox, gets a normal error
+// response. After it, the stream ends with an error line instead of the
+// exit line.
 func (s *server) execStream(w http.ResponseWriter, r *http.Request, req orchestrator.ExecRequest) error {
 	// A client that stops reading cancels the command, like one that
 	// disconnects.

@@ -134,10 +134,10 @@ func envName(key string) string {
 // the YAML file, the environment and opts.Flags. It fills in DataDir when
 // no layer sets it. Load does not validate; call Validate on the result.
 //
-// A layer with problems (an unknown key, a value of the wrong type) does
-// not stop the others: Load returns every such problem joined, together
-// with the configuration built from what could be read, so that a caller
-// can also report what Validate finds in it.
+// A layer with problems, such as an unknown key or a value of the wrong
+// type, does not stop the others. Load returns every such problem joined,
+// together with the configuration built from what it could read, so that a
+// caller can also report what Validate finds in it.
 func Load(opts LoadOptions) (Config, error) {
 	environ := opts.Environ
 	if environ == nil {
